@@ -1,0 +1,338 @@
+"""``WorkspaceClient``: the Workspace API calls reconciler makes, on httpx. Does network I/O.
+
+The transport is injectable (``transport=``), so tests and the embedded quickstart run the same
+code against the simulator's WSGI app. Retries cover throttling, server errors and connections
+that never carried the request; a rebuild whose answer was lost is reported as
+``UnknownOutcome`` and never re-sent here, because only the caller can check what happened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from reconciler.cloud import errors
+from reconciler.cloud.models import Desktop, DesktopPage, Job, RebuildRequest, SubJob
+from reconciler.cloud.pacing import RateLimiter, RetryPolicy, parse_retry_after
+from reconciler.cloud.signing import canonical_query
+from reconciler.errors import ConfigurationError
+
+log = logging.getLogger("reconciler.cloud")
+
+USER_AGENT = "reconciler/0.1"
+DESKTOP_PAGE_LIMIT = 500
+SUB_JOB_PAGE_LIMIT = 1000
+# Desktop, job and project ids are UUID-like; anything else (``/``, ``?``, ``,``, spaces) must
+# never reach a URL path or a comma-separated filter.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$")
+DESKTOP_FILTERS = frozenset(
+    {"desktop_id", "tag", "image_id", "pool_id", "status", "computer_name", "enterprise_project_id", "user_name"}
+)
+# Transport failures that happen before a single byte of the request left this machine.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+STATUS_ERRORS: dict[int, type[errors.WorkspaceError]] = {
+    400: errors.BadRequest,
+    401: errors.AuthFailure,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Busy,
+    429: errors.Throttled,
+}
+# A gateway that timed out waiting for the service cannot say whether the service acted.
+GATEWAY_UNSURE = frozenset({502, 504})
+
+
+def region_endpoint(region: str) -> str:
+    return f"https://workspace.{region}.myhuaweicloud.com"
+
+
+def iam_endpoint_for(region: str | None) -> str:
+    return f"https://iam.{region}.myhuaweicloud.com" if region else "https://iam.myhuaweicloud.com"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_endpoint(endpoint: str) -> str:
+    """Return the endpoint without a trailing slash; https only, plain http for loopback."""
+    try:
+        url = httpx.URL(endpoint)
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"invalid endpoint {endpoint!r}: {exc}") from None
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ConfigurationError(f"invalid endpoint {endpoint!r}: expected https://host[:port]")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise ConfigurationError(
+            f"refusing plain http for {url.host}: use https (plain http is allowed only on loopback)"
+        )
+    if url.userinfo or url.query or url.path not in ("", "/"):
+        raise ConfigurationError(f"invalid endpoint {endpoint!r}: give only scheme, host and port")
+    return endpoint.rstrip("/")
+
+
+def validate_id(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise errors.BadRequest(f"invalid {kind} {value!r}: expected letters, digits, '-', '_', '.', ':'")
+    return value
+
+
+def _csv(kind: str, values: str | Iterable[str]) -> str:
+    items = [values] if isinstance(values, str) else list(values)
+    return ",".join(validate_id(kind, v) for v in items)
+
+
+def _tag_filter(tags: str | Mapping[str, str]) -> str:
+    if isinstance(tags, str):
+        return tags
+    return ",".join(f"{key}={value}" for key, value in sorted(tags.items()))
+
+
+def desktop_filter_pairs(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Turn keyword filters into query pairs the way the official SDK encodes them."""
+    unknown = set(filters) - DESKTOP_FILTERS
+    if unknown:
+        raise ValueError(f"unknown desktop filters: {', '.join(sorted(unknown))}")
+    pairs = []
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if name == "desktop_id":
+            value = _csv("desktop id", value)
+        elif name == "pool_id":
+            value = _csv("pool id", value)
+        elif name == "tag":
+            value = _tag_filter(value)
+        pairs.append((name, str(value)))
+    return pairs
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None]:
+    """``error_code``/``error_msg`` in any of the shapes the services use."""
+    if not isinstance(body, dict):
+        return None, None
+    nested = body.get("error")
+    if isinstance(nested, dict):
+        body = nested
+    for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
+        if body.get(code_key) is not None or body.get(msg_key) is not None:
+            code = body.get(code_key)
+            return (None if code is None else str(code)), body.get(msg_key)
+    return None, None
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    return response.headers.get("X-Request-Id") or response.headers.get("X-Openstack-Request-Id")
+
+
+def error_from_response(response: httpx.Response, what: str) -> errors.WorkspaceError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code, msg = _error_fields(body)
+    status = response.status_code
+    cls = STATUS_ERRORS.get(status) or (errors.ServerError if status >= 500 else errors.WorkspaceError)
+    if status < 400:
+        cls = errors.OperationFailed
+    detail = msg or response.reason_phrase or "no error message"
+    return cls(f"{what} failed: {detail}", status=status, error_code=code, error_msg=msg, request_id=_request_id(response))
+
+
+class WorkspaceClient:
+    """The Workspace API calls reconciler needs, with pacing, retries and typed results."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        project_id: str,
+        auth: httpx.Auth,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self.endpoint = validate_endpoint(endpoint)
+        self.project_id = validate_id("project id", project_id)
+        self.retry = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter
+        self._http = httpx.Client(
+            auth=auth,
+            transport=transport,
+            timeout=timeout,
+            verify=True,
+            follow_redirects=False,
+            headers={"User-Agent": user_agent, "Content-Type": "application/json"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> WorkspaceClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- API calls ---------------------------------------------------------------------------
+
+    def rebuild_desktops(self, request: RebuildRequest) -> str:
+        """Send one rebuild call; return its ``job_id``.
+
+        Raises ``UnknownOutcome`` if the request may have been processed without an answer.
+        """
+        for desktop_id in request.desktop_ids:
+            validate_id("desktop id", desktop_id)
+        data = self._call("POST", "desktops/rebuild", body=request.to_body(), idempotent=False)
+        job_id = data.get("job_id") if isinstance(data, dict) else None
+        if not job_id:
+            code, msg = _error_fields(data)
+            raise errors.OperationFailed(
+                f"rebuild of {len(request.desktop_ids)} desktops failed: {msg or 'the answer carried no job_id'}",
+                status=200,
+                error_code=code,
+                error_msg=msg,
+            )
+        return str(job_id)
+
+    def list_desktops(self, *, offset: int = 0, limit: int = DESKTOP_PAGE_LIMIT, **filters: Any) -> DesktopPage:
+        """One page of ``desktops/detail``."""
+        query = [("offset", str(offset)), ("limit", str(limit)), *desktop_filter_pairs(filters)]
+        data = self._call("GET", "desktops/detail", query=query)
+        desktops = tuple(Desktop.from_api(d) for d in data.get("desktops") or ())
+        total = data.get("total_count")
+        return DesktopPage(desktops, int(total) if isinstance(total, int) else len(desktops))
+
+    def iter_desktops(self, *, page_size: int = DESKTOP_PAGE_LIMIT, **filters: Any) -> Iterator[Desktop]:
+        """Every desktop matching ``filters``, fetched page by page as the caller consumes them.
+
+        A desktop seen on an earlier page is not yielded again if the fleet shifts under the
+        offsets while paging.
+        """
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = self.list_desktops(offset=offset, limit=page_size, **filters)
+            for desktop in page.desktops:
+                if desktop.id not in seen:
+                    seen.add(desktop.id)
+                    yield desktop
+            offset += len(page.desktops)
+            if not page.desktops or offset >= page.total_count:
+                return
+
+    def get_desktop(self, desktop_id: str) -> Desktop:
+        data = self._call("GET", f"desktops/{validate_id('desktop id', desktop_id)}")
+        return Desktop.from_api(data.get("desktop") or {})
+
+    def get_job(self, job_id: str) -> Job:
+        return Job.from_api(self._call("GET", f"workspace-jobs/{validate_id('job id', job_id)}"))
+
+    def iter_sub_jobs(
+        self, *, job_id: str | None = None, job_type: str | None = None, status: str | None = None
+    ) -> Iterator[SubJob]:
+        """Sub-jobs (one per desktop) matching the filters, page by page."""
+        filters = [("job_id", job_id and validate_id("job id", job_id)), ("job_type", job_type), ("status", status)]
+        base = [(k, v) for k, v in filters if v]
+        offset = 0
+        while True:
+            query = [*base, ("limit", str(SUB_JOB_PAGE_LIMIT)), ("offset", str(offset))]
+            data = self._call("GET", "workspace-sub-jobs", query=query)
+            jobs = data.get("jobs") or ()
+            yield from (SubJob.from_api(j) for j in jobs)
+            offset += len(jobs)
+            total = data.get("total_count")
+            if not jobs or not isinstance(total, int) or offset >= total:
+                return
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """One API call with pacing and retries; returns the decoded JSON body."""
+        # The query goes out in canonical form, as the SDK sends it, so the gateway and the
+        # signer cannot disagree about encodings.
+        url = f"{self.endpoint}/v2/{self.project_id}/{path}"
+        if query:
+            url += "?" + canonical_query(query)
+        content = json.dumps(body).encode("utf-8") if body is not None else None
+        what = f"{method} {path}"
+        for attempt in itertools.count(1):
+            try:
+                return self._attempt(method, url, content, what, idempotent)
+            except _Retryable as retryable:
+                if attempt >= self.retry.max_attempts:
+                    raise retryable.error from None
+                delay = self.retry.delay(attempt, retryable.retry_after)
+                log.info("%s: %s; retrying in %.1fs (attempt %d)", what, retryable.error, delay, attempt + 1)
+                self.retry.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, method: str, url: str, content: bytes | None, what: str, idempotent: bool) -> Any:
+        """Send once and return the decoded body; raise ``_Retryable`` for what may be retried."""
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        try:
+            response = self._http.request(method, url, content=content)
+        except NOT_SENT as exc:
+            raise _Retryable(errors.ConnectionFailed(f"{what}: cannot reach {self.endpoint}: {exc}")) from None
+        except httpx.TransportError as exc:
+            if not idempotent:
+                raise errors.UnknownOutcome(
+                    f"{what}: no answer after sending ({type(exc).__name__}); it may have been processed"
+                ) from None
+            raise _Retryable(errors.ConnectionFailed(f"{what}: connection lost ({type(exc).__name__})")) from None
+        log.debug("%s -> HTTP %d (request id %s)", what, response.status_code, _request_id(response))
+        return self._outcome(response, what, idempotent)
+
+    def _outcome(self, response: httpx.Response, what: str, idempotent: bool) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return response.json() if response.content else {}
+            except ValueError:
+                raise errors.ServerError(
+                    f"{what}: the answer is not JSON", status=status, request_id=_request_id(response)
+                ) from None
+        error = error_from_response(response, what)
+        if not idempotent and status in GATEWAY_UNSURE:
+            raise errors.UnknownOutcome(
+                f"{error.args[0]}; it may have been processed",
+                status=status,
+                error_code=error.error_code,
+                error_msg=error.error_msg,
+                request_id=error.request_id,
+            )
+        if status == 429 or status >= 500:
+            raise _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
+        raise error
+
+
+class _Retryable(Exception):
+    """Internal: an attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, error: errors.WorkspaceError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after

@@ -1,0 +1,186 @@
+"""Typed values for what the Workspace API returns and accepts. No I/O.
+
+The parsers are tolerant of fields they do not know and of ``null`` where a string is expected:
+the service adds fields over time and the client must not break on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGE_METADATA_KEY = "metering.image_id"
+REBUILD_JOB_TYPE = "rebuildDesktops"
+FINISHED_JOB_STATUSES = frozenset({"SUCCESS", "FAILED"})
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Desktop:
+    """One desktop as ``desktops/detail`` reports it, reduced to what reconciling needs."""
+
+    id: str
+    name: str
+    status: str
+    task_status: str
+    login_status: str
+    image_id: str | None
+    image_name: str | None
+    os_type: str | None
+    tags: tuple[tuple[str, str], ...] = ()
+    enterprise_project_id: str = "0"
+    user_name: str = ""
+    created: str = ""
+
+    @property
+    def is_rebuilding(self) -> bool:
+        """True while a rebuild runs (``rebuilding``, ``rebuild_spawning``, …)."""
+        return self.task_status.startswith("rebuild")
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        return dict(self.tags)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Desktop:
+        metadata = data.get("metadata") or {}
+        tags = tuple(
+            sorted((str(t.get("key", "")), _text(t, "value")) for t in data.get("tags") or ())
+        )
+        return cls(
+            id=_text(data, "desktop_id"),
+            name=_text(data, "computer_name"),
+            status=_text(data, "status"),
+            task_status=_text(data, "task_status"),
+            login_status=_text(data, "login_status"),
+            image_id=metadata.get(IMAGE_METADATA_KEY) or None,
+            image_name=metadata.get("image_name") or None,
+            os_type=metadata.get("os_type") or None,
+            tags=tags,
+            enterprise_project_id=_text(data, "enterprise_project_id") or "0",
+            user_name=_text(data, "user_name"),
+            created=_text(data, "created"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopPage:
+    """One page of ``desktops/detail``; ``total_count`` counts every match, not the page."""
+
+    desktops: tuple[Desktop, ...]
+    total_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubJob:
+    """The part of a job that concerns one desktop."""
+
+    id: str
+    job_id: str
+    job_type: str
+    status: str
+    desktop_id: str
+    desktop_name: str = ""
+    begin_time: str = ""
+    end_time: str = ""
+    error_code: str = ""
+    fail_reason: str = ""
+    process: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> SubJob:
+        entities = data.get("entities") or {}
+        process = data.get("process")
+        return cls(
+            id=_text(data, "id"),
+            job_id=_text(data, "job_id"),
+            job_type=_text(data, "job_type"),
+            status=_text(data, "status"),
+            desktop_id=_text(entities, "desktop_id"),
+            desktop_name=_text(entities, "desktop_name"),
+            begin_time=_text(data, "begin_time"),
+            end_time=_text(data, "end_time"),
+            error_code=_text(data, "error_code"),
+            fail_reason=_text(data, "fail_reason"),
+            process=int(process) if isinstance(process, (int, float)) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A Workspace job (``workspace-jobs/{job_id}``) with the sub-jobs it embeds."""
+
+    id: str
+    job_type: str
+    status: str
+    begin_time: str = ""
+    end_time: str = ""
+    job_error_code: str = ""
+    fail_reason: str = ""
+    sub_jobs_total: int = 0
+    sub_jobs: tuple[SubJob, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Job:
+        subs = tuple(SubJob.from_api(s) for s in data.get("sub_jobs") or ())
+        total = data.get("sub_jobs_total")
+        return cls(
+            id=_text(data, "id"),
+            job_type=_text(data, "job_type"),
+            status=_text(data, "status"),
+            begin_time=_text(data, "begin_time"),
+            end_time=_text(data, "end_time"),
+            job_error_code=_text(data, "job_error_code"),
+            fail_reason=_text(data, "fail_reason"),
+            sub_jobs_total=int(total) if isinstance(total, int) else len(subs),
+            sub_jobs=subs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildRequest:
+    """The body of ``POST /v2/{project_id}/desktops/rebuild``.
+
+    ``extra`` carries newer optional fields (``encrypt_type``, ``kms_id``, ``handle_type``)
+    through unchanged.
+    """
+
+    desktop_ids: tuple[str, ...]
+    image_id: str
+    image_type: str
+    os_type: str | None = None
+    delay_time: int | None = None
+    message: str | None = None
+    order_id: str | None = None
+    enterprise_project_id: str | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "desktop_ids": list(self.desktop_ids),
+            "image_type": self.image_type,
+            "image_id": self.image_id,
+        }
+        optional = {
+            "os_type": self.os_type,
+            "delay_time": self.delay_time,
+            "message": self.message,
+            "order_id": self.order_id,
+            "enterprise_project_id": self.enterprise_project_id,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        body.update(dict(self.extra))
+        return body
