@@ -1,0 +1,119 @@
+"""The conformance suite every ``StateStore`` backend must pass (needs pytest).
+
+Use it from a test module::
+
+    class TestMyBackend(StateStoreConformance):
+        @pytest.fixture
+        def store_factory(self, tmp_path):
+            return lambda: MyBackend(...)   # each call: a new handle on the *same* storage
+
+Each handle stands for a separate run (process) sharing the backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import MappingProxyType
+
+import pytest
+
+from reconciler.state.state import DesktopRecord, JobRecord, JobRef, State
+from reconciler.state.store import LockMismatch, StateLocked, StateStore
+
+Factory = Callable[[], StateStore]
+
+
+def sample_state() -> State:
+    job = JobRef("job-1", "RUNNING", "img-new", "2026-11-27T10:00:00+00:00", batch_id="b-1")
+    desktops = {
+        "d-1": DesktopRecord("finance", "img-old", "fin-001", job, "2026-11-27T10:00:00+00:00"),
+        "d-2": DesktopRecord("finance", "img-new", None, None, "2026-11-27T09:00:00+00:00"),
+    }
+    jobs = {"job-1": JobRecord("job-1", "finance", "img-new", ("d-1",), "2026-11-27T10:00:00+00:00", "RUNNING")}
+    return State("3b0f5a8e-0000-4000-8000-000000000001", 4, MappingProxyType(desktops), MappingProxyType(jobs))
+
+
+class StateStoreConformance:
+    """Behaviour a backend owes its callers. Subclasses provide the ``store_factory`` fixture."""
+
+    def test_empty_store_reads_as_new_state(self, store_factory: Factory) -> None:
+        state = store_factory().read()
+        assert (state.lineage, state.serial, dict(state.desktops), dict(state.jobs)) == (None, 0, {}, {})
+
+    def test_write_then_read_round_trips(self, store_factory: Factory) -> None:
+        store_factory().write(sample_state())
+        assert store_factory().read() == sample_state()
+
+    def test_write_replaces_previous_state(self, store_factory: Factory) -> None:
+        store = store_factory()
+        store.write(sample_state())
+        newer = State(sample_state().lineage, 5)
+        store.write(newer)
+        assert store_factory().read() == newer
+
+    def test_lock_is_exclusive_and_names_its_holder(self, store_factory: Factory) -> None:
+        first, second = store_factory(), store_factory()
+        info = first.lock("apply")
+        try:
+            with pytest.raises(StateLocked) as caught:
+                second.lock("apply")
+            assert caught.value.info is not None and caught.value.info.id == info.id
+            assert caught.value.info.operation == "apply" and caught.value.info.who
+            assert second.lock_info() == info
+        finally:
+            first.unlock(info.id)
+        assert second.lock_info() is None
+        second.unlock(second.lock("plan").id)
+
+    def test_unlock_with_another_id_is_refused(self, store_factory: Factory) -> None:
+        store = store_factory()
+        info = store.lock("apply")
+        with pytest.raises(LockMismatch):
+            store.unlock("not-" + info.id)
+        store.unlock(info.id)
+
+    def test_force_unlock_needs_the_right_id_and_frees_the_lock(self, store_factory: Factory) -> None:
+        holder, rescuer = store_factory(), store_factory()
+        info = holder.lock("apply")
+        with pytest.raises(LockMismatch):
+            rescuer.force_unlock("wrong-id")
+        rescuer.force_unlock(info.id)
+        taken = rescuer.lock("apply")
+        assert taken.id != info.id
+        rescuer.unlock(taken.id)
+
+    def test_lock_waits_up_to_the_timeout(self, store_factory: Factory) -> None:
+        holder, waiter = store_factory(), store_factory()
+        info = holder.lock("apply")
+        releaser = threading.Timer(0.3, holder.unlock, args=(info.id,))
+        releaser.start()
+        started = time.monotonic()
+        taken = waiter.lock("apply", timeout=5)
+        assert 0.2 < time.monotonic() - started < 5
+        waiter.unlock(taken.id)
+        releaser.join()
+
+    def test_journal_replays_records_in_order_across_handles(self, store_factory: Factory) -> None:
+        writer = store_factory()
+        assert writer.replay() == [] and writer.journal_digest() is None
+        records = [{"type": "begin", "n": 1}, {"type": "intent", "n": 2}, {"type": "end", "n": 3}]
+        for record in records:
+            writer.append(record)
+        assert store_factory().replay() == records
+
+    def test_journal_digest_follows_content(self, store_factory: Factory) -> None:
+        store = store_factory()
+        store.append({"type": "begin"})
+        first = store.journal_digest()
+        store.append({"type": "end"})
+        assert first is not None and store.journal_digest() not in (None, first)
+
+    def test_discard_empties_the_journal(self, store_factory: Factory) -> None:
+        store = store_factory()
+        store.append({"type": "begin"})
+        store.discard()
+        assert store_factory().replay() == [] and store_factory().journal_digest() is None
+        store.append({"type": "again"})
+        assert store_factory().replay() == [{"type": "again"}]

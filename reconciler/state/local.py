@@ -1,0 +1,201 @@
+"""The local backend: a JSON state file, a lock file and a JSONL journal beside it. File I/O.
+
+- ``state.json`` is replaced atomically (temp file, fsync, rename, fsync of the directory), mode 0600.
+- ``state.json.lock`` holds the lock info; the lock itself is an ``flock`` on that file, so a run
+  killed with SIGKILL releases it, and a live holder is always detected.
+- ``state.json.journal`` is append-only; each record is one line, fsynced before ``append`` returns.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.state.state import State, StateError, state_from_json, state_to_json
+from reconciler.state.store import LockInfo, LockMismatch, StateLocked, StateStore
+
+LOCK_POLL_SECONDS = 0.2
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStateStore(StateStore):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.location = str(self.path)
+        self._lock_fd: int | None = None
+        self._lock_id: str | None = None
+        self._journal_fd: int | None = None
+
+    def _ensure_dir(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- read / write ------------------------------------------------------------------------
+
+    def read(self) -> State:
+        try:
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return State()
+        except OSError as exc:
+            raise StateError(f"cannot read the state {self.path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StateError(f"{self.path} is not valid JSON: {exc}") from None
+        return state_from_json(data, str(self.path))
+
+    def write(self, state: State) -> None:
+        self._ensure_dir()
+        payload = json.dumps(state_to_json(state), indent=1, sort_keys=False).encode("utf-8") + b"\n"
+        # mkstemp creates the file with mode 0600, so the state is never readable by others.
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.path.parent)
+
+    # -- lock --------------------------------------------------------------------------------
+
+    def lock(self, operation: str, timeout: float = 0.0) -> LockInfo:
+        self._ensure_dir()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise StateLocked(self.lock_info(), self.location) from None
+                time.sleep(LOCK_POLL_SECONDS)
+                continue
+            if self._same_file(fd):
+                return self._claim(fd, operation)
+            os.close(fd)  # the file was replaced (force-unlock) between open and flock: retry
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _claim(self, fd: int, operation: str) -> LockInfo:
+        info = LockInfo.new(operation)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info.to_json()).encode("utf-8"), 0)
+        os.fsync(fd)
+        self._lock_fd, self._lock_id = fd, info.id
+        return info
+
+    def lock_info(self) -> LockInfo | None:
+        try:
+            data = json.loads(self.lock_path.read_text() or "null")
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        if not data:
+            return None
+        if self._lock_fd is None and not self._held_by_someone():
+            return None  # a leftover file from a run that died: nobody holds the flock
+        return LockInfo.from_json(data)
+
+    def _held_by_someone(self) -> bool:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's flock, if it got one
+        return False
+
+    def unlock(self, lock_id: str) -> None:
+        if self._lock_fd is None or lock_id != self._lock_id:
+            raise LockMismatch(f"this run does not hold lock {lock_id} on {self.location}")
+        fd, self._lock_fd, self._lock_id = self._lock_fd, None, None
+        if self._same_file(fd):
+            os.ftruncate(fd, 0)
+        os.close(fd)
+
+    def force_unlock(self, lock_id: str) -> None:
+        info = self.lock_info()
+        if info is None:
+            raise LockMismatch(f"the state at {self.location} is not locked")
+        if info.id != lock_id:
+            raise LockMismatch(f"the lock on {self.location} has ID {info.id}, not {lock_id}")
+        # The holder keeps its flock on the old inode; removing the file lets a new run create
+        # and lock a fresh one. That is what "force" means, and why a human must decide it.
+        self.lock_path.unlink(missing_ok=True)
+
+    # -- journal -----------------------------------------------------------------------------
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        if self._journal_fd is None:
+            self._ensure_dir()
+            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        line = json.dumps(record, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
+        os.write(self._journal_fd, line)
+        os.fsync(self._journal_fd)
+
+    def replay(self) -> list[dict[str, Any]]:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        records = []
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if number >= len(lines) - 1:
+                    break  # torn last record: the run died while writing it, before acting on it
+                raise StateError(f"{self.journal_path}:{number}: unreadable journal record") from None
+        return records
+
+    def discard(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+        self.journal_path.unlink(missing_ok=True)
+        if self.path.parent.exists():
+            _fsync_dir(self.path.parent)
+
+    def journal_digest(self) -> str | None:
+        try:
+            return "sha256:" + hashlib.sha256(self.journal_path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
