@@ -84,7 +84,7 @@ def validate_endpoint(endpoint: str) -> str:
 
 
 def validate_id(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise errors.BadRequest(f"invalid {kind} {value!r}: expected letters, digits, '-', '_', '.', ':'")
     return value
 

@@ -1,0 +1,181 @@
+"""Checks the schema cannot express for one document, and building the model values from a
+document that passed them. No I/O.
+
+Defaults live in the model's dataclasses (and, documented, in the schema): a value is built by
+passing only the fields the manifest sets, so nothing here restates a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import zoneinfo
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from reconciler.cloud.client import validate_endpoint
+from reconciler.errors import ConfigurationError
+from reconciler.manifest.messages import Finding
+from reconciler.model import (
+    ApiSettings,
+    DesktopGroup,
+    FailureBudget,
+    Image,
+    Location,
+    Rollout,
+    Selector,
+    Settings,
+    StateSettings,
+    Window,
+)
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # Window.days: 0 = Monday
+TARGETS = ("region", "endpoint", "simulator")
+CRITERIA = ("tags", "pool_id", "enterprise_project_id", "image_id", "name")
+WINDOW = ("spec", "rollout", "window")
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+def settings_findings(document: Mapping[str, Any]) -> list[Finding]:
+    """Exactly one place to talk to, and an endpoint the client will accept."""
+    spec = document["spec"]
+    findings = []
+    given = [name for name in TARGETS if spec.get(name) is not None]
+    if len(given) != 1:
+        found = " and ".join(given) if given else "none of them"
+        where = ("spec", given[-1]) if given else ("spec",)
+        message = f"give exactly one of region, endpoint or simulator (found {found})"
+        findings.append(Finding(where, message, field=("spec",), at_key=True))
+    if spec.get("endpoint") is not None:
+        try:
+            validate_endpoint(spec["endpoint"])
+        except ConfigurationError as exc:
+            findings.append(Finding(("spec", "endpoint"), str(exc)))
+    return findings
+
+
+def group_findings(document: Mapping[str, Any]) -> list[Finding]:
+    """Some desktops to manage, a usable selector, a time zone that exists."""
+    spec = document["spec"]
+    findings = _desktops_findings(spec["desktops"])
+    window = spec.get("rollout", {}).get("window")
+    if window is not None:
+        findings += _window_findings(window)
+    return findings
+
+
+def _desktops_findings(desktops: Mapping[str, Any]) -> list[Finding]:
+    selector = desktops.get("selector")
+    if selector is not None and not any(selector.get(name) for name in CRITERIA):
+        criteria = ", ".join(CRITERIA)
+        return [Finding(("spec", "desktops", "selector"), f"give at least one criterion ({criteria})")]
+    if selector is None and not desktops.get("ids"):
+        return [Finding(("spec", "desktops"), "no desktops: give ids, a selector, or both")]
+    return []
+
+
+def zone_exists(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # malformed key, not found, a directory such as "Asia"
+        return False
+    return True
+
+
+def _window_findings(window: Mapping[str, Any]) -> list[Finding]:
+    findings = []
+    if not zone_exists(window["timezone"]):
+        message = f"unknown time zone {window['timezone']!r} (use an IANA name such as Europe/Paris or UTC)"
+        findings.append(Finding(WINDOW + ("timezone",), message))
+    return findings
+
+
+# --- building ------------------------------------------------------------------------------------
+
+def _pairs(mapping: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(mapping.items()))
+
+
+def _time(text: str) -> datetime.time:
+    hours, minutes = text.split(":")
+    return datetime.time(int(hours), int(minutes))
+
+
+def _window(window: Mapping[str, Any] | None) -> Window | None:
+    if window is None:
+        return None
+    fields: dict[str, Any] = {
+        "start": _time(window["start"]), "end": _time(window["end"]), "timezone": window["timezone"],
+    }
+    if "days" in window:
+        fields["days"] = frozenset(DAYS.index(day) for day in window["days"])
+    return Window(**fields)
+
+
+def _budget(value: int | str) -> FailureBudget:
+    if isinstance(value, str):
+        return FailureBudget(count=None, percent=float(value[:-1]))
+    return FailureBudget(count=value)
+
+
+def _rollout(rollout: Mapping[str, Any]) -> Rollout:
+    converters: dict[str, Callable[[Any], Any]] = {"max_failures": _budget, "window": _window}
+    return Rollout(**{name: converters.get(name, _same)(value) for name, value in rollout.items()})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _selector(selector: Mapping[str, Any]) -> Selector:
+    fields = dict(selector)
+    if "tags" in fields:
+        fields["tags"] = _pairs(fields["tags"])
+    return Selector(**fields)
+
+
+def build_group(document: Mapping[str, Any], source: Location, enterprise_project_id: str) -> DesktopGroup:
+    """The group a checked document declares; ``enterprise_project_id`` is the Settings' one,
+    used unless the group sets its own."""
+    metadata, spec = document["metadata"], document["spec"]
+    desktops = spec["desktops"]
+    fields: dict[str, Any] = {
+        "name": metadata["name"],
+        "image": Image(**spec["image"]),
+        "enterprise_project_id": spec.get("enterprise_project_id", enterprise_project_id),
+        "source": source,
+    }
+    if "labels" in metadata:
+        fields["labels"] = _pairs(metadata["labels"])
+    if "ids" in desktops:
+        fields["ids"] = tuple(desktops["ids"])
+    if "selector" in desktops:
+        fields["selector"] = _selector(desktops["selector"])
+    if "rollout" in spec:
+        fields["rollout"] = _rollout(spec["rollout"])
+    return DesktopGroup(**fields)
+
+
+def _api(api: Mapping[str, Any]) -> ApiSettings:
+    # The schema's "number" admits integers; the model holds floats.
+    floats = {field.name for field in dataclasses.fields(ApiSettings) if field.type in ("float", float)}
+    fields: dict[str, Any] = {name: float(value) if name in floats else value for name, value in api.items()}
+    return ApiSettings(**fields)
+
+
+def build_settings(document: Mapping[str, Any], source: Location, base_dir: str) -> Settings:
+    """The settings a checked document declares. Relative paths stay as written: they are
+    resolved against ``base_dir`` by whoever opens them."""
+    spec = dict(document["spec"])
+    fields: dict[str, Any] = {"base_dir": base_dir, "source": source}
+    simulator = spec.pop("simulator", None)
+    if simulator is not None:
+        fields["simulator_fleet"] = simulator["fleet"]
+    if spec.get("endpoint") is not None:
+        spec["endpoint"] = validate_endpoint(spec["endpoint"])
+    if "state" in spec:
+        spec["state"] = StateSettings(**spec["state"])
+    if "api" in spec:
+        spec["api"] = _api(spec["api"])
+    return Settings(**spec, **fields)

@@ -1,0 +1,209 @@
+"""The declarative model: what manifests declare and what a plan proposes. Frozen values, no I/O.
+
+Defaults live here (``Rollout``, ``ApiSettings``, ``StateSettings``) and in the manifest schema;
+``tests/test_manifest.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from enum import StrEnum
+
+from reconciler.cloud.models import Desktop
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was declared: ``file:line`` (1-based line, 1-based column, 0 = unknown)."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    id: str
+    type: str  # gold | private | market
+    os_type: str | None = None
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Weekly maintenance window. ``days`` are the days the window *opens* (0 = Monday);
+    an empty set means every day. ``end <= start`` means the window runs past midnight."""
+
+    start: time
+    end: time
+    timezone: str
+    days: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class FailureBudget:
+    """``max_failures``: an absolute count, or a percentage of the group's rebuilds."""
+
+    count: int | None = 0
+    percent: float | None = None
+
+    def limit(self, total: int) -> int:
+        """How many failed desktops the group tolerates out of ``total``."""
+        if self.percent is not None:
+            return math.floor(total * self.percent / 100)
+        return self.count or 0
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    batch_size: int = 100
+    max_in_flight: int | None = None
+    canary: int = 0
+    max_failures: FailureBudget = FailureBudget()
+    delay_time: int | None = 10
+    message: str | None = None
+    wait: bool = False
+    skip_connected: bool = False
+    window: Window | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Live desktops a group claims besides its explicit ids. Every given criterion must match."""
+
+    tags: tuple[tuple[str, str], ...] = ()
+    pool_id: str | None = None
+    enterprise_project_id: str | None = None
+    image_id: str | None = None
+    name: str | None = None  # glob on computer_name
+
+    def api_filters(self) -> dict[str, object]:
+        """The criteria ``desktops/detail`` can filter on server-side."""
+        filters: dict[str, object] = {}
+        if self.tags:
+            filters["tag"] = dict(self.tags)
+        for key in ("pool_id", "enterprise_project_id", "image_id"):
+            value = getattr(self, key)
+            if value is not None:
+                filters[key] = value
+        return filters
+
+    def matches(self, desktop: Desktop) -> bool:
+        """The full check, done locally (the name glob has no API filter)."""
+        tags = desktop.tag_map
+        if any(tags.get(k) != v for k, v in self.tags):
+            return False
+        if self.enterprise_project_id is not None and desktop.enterprise_project_id != self.enterprise_project_id:
+            return False
+        if self.image_id is not None and desktop.image_id != self.image_id:
+            return False
+        return self.name is None or fnmatch.fnmatchcase(desktop.name, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopGroup:
+    name: str
+    image: Image
+    rollout: Rollout = Rollout()
+    ids: tuple[str, ...] = ()
+    selector: Selector | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    enterprise_project_id: str = "0"
+    source: Location = Location("<unknown>")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    rate_limit_per_minute: float = 100.0
+    max_concurrent_calls: int = 4
+    timeout_seconds: float = 30.0
+    poll_interval_seconds: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    backend: str = "local"
+    path: str = ".reconciler/state.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The one ``Settings`` document. ``base_dir`` is the manifest directory that relative
+    paths (state, simulator fleet) are resolved against."""
+
+    project_id: str
+    region: str | None = None
+    endpoint: str | None = None
+    simulator_fleet: str | None = None
+    enterprise_project_id: str = "0"
+    state: StateSettings = StateSettings()
+    api: ApiSettings = ApiSettings()
+    base_dir: str = "."
+    source: Location = Location("<unknown>")
+
+
+class Action(StrEnum):
+    REBUILD = "rebuild"
+    ADOPT = "adopt"
+    FORGET = "forget"
+    WAIT = "wait"
+
+
+# Actions that change something; ``wait`` is reported but is not a change.
+CHANGING_ACTIONS = frozenset({Action.REBUILD, Action.ADOPT, Action.FORGET})
+
+
+class Reason(StrEnum):
+    IMAGE_CHANGED = "image_changed"
+    NOT_RECORDED = "not_recorded"
+    DRIFT = "drift"
+    RETRY_FAILED = "retry_failed"
+    ALREADY_CURRENT = "already_current"
+    LIVE_IMAGE = "live_image"  # apply --refresh-only: the live image recorded as it is
+    REMOVED_FROM_MANIFESTS = "removed_from_manifests"
+    IN_PROGRESS = "in_progress"
+    USER_CONNECTED = "user_connected"
+    OUTSIDE_WINDOW = "outside_window"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One desktop's entry in a plan.
+
+    ``before_image`` is what the desktop runs as far as the plan knows (live when refreshed,
+    else recorded); ``after_image`` is the group's desired image (None for ``forget``).
+    """
+
+    desktop_id: str
+    action: Action
+    reason: Reason
+    group: str | None
+    desktop_name: str | None = None
+    before_image: str | None = None
+    after_image: str | None = None
+    wave: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestSet:
+    """Everything a manifest directory declares, validated."""
+
+    settings: Settings
+    groups: tuple[DesktopGroup, ...]
+    files: tuple[str, ...] = ()
+    digest: str = ""
+    group_index: Mapping[str, DesktopGroup] = field(default_factory=dict, compare=False)
+
+    def group(self, name: str) -> DesktopGroup:
+        return self.group_index[name]
