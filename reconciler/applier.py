@@ -1,0 +1,364 @@
+"""Executes a plan against a ``WorkspaceClient`` and a locked ``StateStore``. Network and journal
+I/O, through those two objects only.
+
+Every rebuild call is bracketed by journal records — ``intent`` before it is sent, ``submitted``,
+``rejected`` or ``unknown`` right after — each fsynced, so a crash at any moment leaves a journal
+the next run folds into the state without losing a job id. A call whose answer was lost is
+resolved from the live API (sub-jobs, desktop state) before its desktops are sent again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from reconciler.cloud import errors
+from reconciler.cloud.client import WorkspaceClient
+from reconciler.model import Action, Change
+from reconciler.plan import Plan
+from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown, utc_now_text
+from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
+from reconciler.state import State, StateBuilder, StateStore
+from reconciler.waves import GroupRun, RebuildBatch, make_batches, new_batch_id, request_for
+
+# Statuses of a desktop that let a rebuild through; anything else answers 409.
+REBUILDABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
+MAX_ATTEMPTS_PER_DESKTOP = 3
+# Looks at the live API a lost call may get before its desktops are left UNKNOWN for the next run.
+MAX_RESOLVE_ROUNDS = 3
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Recorder:
+    """The journal and the in-memory state, kept in step: each record is made durable, then
+    folded. Thread-safe; worker threads record their own calls."""
+
+    def __init__(self, store: StateStore, state: State, now: Callable[[], datetime]) -> None:
+        self._store = store
+        self._builder = StateBuilder(state)
+        self._lock = threading.Lock()
+        self.now = now
+
+    def at(self) -> str:
+        return utc_now_text(self.now())
+
+    def record(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._store.append(record)
+            self._builder.apply(record)
+
+    def state(self) -> State:
+        with self._lock:
+            return self._builder.build()
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    wait: bool | None = None  # None: each group's rollout.wait decides
+    poll_interval: float = 15.0
+    max_concurrent_calls: int = 4
+
+
+@dataclass
+class ApplyResult:
+    submitted: dict[str, str] = field(default_factory=dict)  # desktop id -> job id
+    failed: dict[str, str] = field(default_factory=dict)  # desktop id -> reason
+    busy: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    halted: dict[str, str] = field(default_factory=dict)
+    succeeded: list[str] = field(default_factory=list)
+    adopted: int = 0
+    forgotten: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.halted or self.unknown)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rebuilds_submitted": len(self.submitted),
+            "jobs": len(set(self.submitted.values())),
+            "rebuilds_succeeded": len(self.succeeded),
+            "failed": len(self.failed),
+            "busy_deferred": len(self.busy),
+            "unknown_outcome": len(self.unknown),
+            "adopted": self.adopted,
+            "forgotten": self.forgotten,
+            "halted_groups": sorted(self.halted),
+        }
+
+
+@dataclass(frozen=True)
+class _CallResult:
+    batch: RebuildBatch
+    job_id: str | None = None
+    error: errors.WorkspaceError | None = None
+    unknown: bool = False
+
+
+class Applier:
+    def __init__(
+        self,
+        client: WorkspaceClient,
+        recorder: Recorder,
+        *,
+        options: ApplyOptions = ApplyOptions(),
+        emit: Emit = lambda event: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.options = options
+        self._emit_raw = emit
+        self._sleep = sleep
+        self.result = ApplyResult()
+        self._emit_lock = threading.Lock()
+        self._resolve_rounds = 0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self._emit_lock:
+            self._emit_raw({**event, "at": self.recorder.at()})
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, plan: Plan) -> ApplyResult:
+        self._state_only(plan.changes)
+        runs = self._group_runs(plan)
+        self._drain_events(runs)
+        with ThreadPoolExecutor(max_workers=max(1, self.options.max_concurrent_calls)) as pool:
+            self._execute(runs, pool)
+        self._collect(runs)
+        return self.result
+
+    def _state_only(self, changes: Sequence[Change]) -> None:
+        adopt = {
+            c.desktop_id: {"group": c.group, "image_id": c.after_image, "name": c.desktop_name}
+            for c in changes
+            if c.action is Action.ADOPT
+        }
+        forget = [c.desktop_id for c in changes if c.action is Action.FORGET]
+        if adopt:
+            self.recorder.record({"type": "adopt", "at": self.recorder.at(), "desktops": adopt})
+            self.emit({"event": "adopted", "desktops": len(adopt)})
+        if forget:
+            self.recorder.record({"type": "forget", "at": self.recorder.at(), "desktop_ids": forget})
+            self.emit({"event": "forgotten", "desktops": len(forget)})
+        self.result.adopted, self.result.forgotten = len(adopt), len(forget)
+
+    def _group_runs(self, plan: Plan) -> list[GroupRun]:
+        rebuilds: dict[str, list[Change]] = {}
+        for change in plan.changes:
+            if change.action is Action.REBUILD and change.group:
+                rebuilds.setdefault(change.group, []).append(change)
+        state = self.recorder.state()
+        runs = []
+        for name, changes in sorted(rebuilds.items()):
+            group = plan.group(name)
+            in_flight = {
+                i: r.job.id
+                for i, r in state.desktops.items()
+                if r.group == name and r.job is not None and r.job.in_progress
+            }
+            runs.append(
+                GroupRun(
+                    group,
+                    make_batches(group, changes, CANARY_WAVE),
+                    make_batches(group, changes, MAIN_WAVE),
+                    in_flight=in_flight,
+                    failure_limit=group.rollout.max_failures.limit(len(changes)),
+                )
+            )
+        return runs
+
+    def _drain_events(self, runs: Iterable[GroupRun]) -> None:
+        for run in runs:
+            while run.events:
+                event = run.events.pop(0)
+                if event["event"] == "group_halted":
+                    self.result.halted[run.name] = str(event["reason"])
+                self.emit(event)
+
+    def _execute(self, runs: list[GroupRun], pool: ThreadPoolExecutor) -> None:
+        """Send every batch the groups release; poll jobs while a group waits on them, while
+        lost calls are being resolved, and until waited-for rebuilds finish."""
+        running: dict[Future[_CallResult], GroupRun] = {}
+        last_poll = time.monotonic()
+        while True:
+            slots = self.options.max_concurrent_calls - len(running)
+            for run in runs:
+                for batch in run.take(slots):
+                    running[pool.submit(self._send, batch)] = run
+                    slots -= 1
+            watched = self._watched(runs)
+            if not running and not watched:
+                return
+            if running:
+                done, _ = wait(list(running), timeout=self.options.poll_interval if watched else None, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._returned(running.pop(future), future.result())
+            else:
+                self._sleep(max(0.0, self.options.poll_interval - (time.monotonic() - last_poll)))
+            if watched and time.monotonic() - last_poll >= self.options.poll_interval:
+                self._poll(watched)
+                last_poll = time.monotonic()
+            self._drain_events(runs)
+
+    def _waits(self, run: GroupRun) -> bool:
+        return self.options.wait if self.options.wait is not None else run.group.rollout.wait
+
+    def _watched(self, runs: Sequence[GroupRun]) -> list[GroupRun]:
+        """Groups whose in-flight rebuilds must be polled now."""
+        watched = []
+        for run in runs:
+            if not run.in_flight:
+                continue
+            unresolved = None in run.in_flight.values() and self._resolve_rounds < MAX_RESOLVE_ROUNDS
+            waiting = self._waits(run) and bool(set(run.in_flight) & run.started) and run.calls_running == 0
+            if run.blocked_on_jobs or unresolved or waiting:
+                watched.append(run)
+        return watched
+
+    # -- one call ----------------------------------------------------------------------------
+
+    def _send(self, batch: RebuildBatch) -> _CallResult:
+        """Runs in a worker thread: journal, call, journal."""
+        base = {"batch_id": batch.id, "group": batch.group, "desktop_ids": list(batch.desktop_ids)}
+        self.recorder.record(
+            {"type": "intent", "at": self.recorder.at(), "image_id": batch.request.image_id, "names": dict(batch.names), **base}
+        )
+        try:
+            job_id = self.client.rebuild_desktops(batch.request)
+        except errors.UnknownOutcome as exc:
+            self.recorder.record({"type": "unknown", "at": self.recorder.at(), "error": str(exc), **base})
+            return _CallResult(batch, unknown=True, error=exc)
+        except errors.WorkspaceError as exc:
+            self.recorder.record({"type": "rejected", "at": self.recorder.at(), "error": str(exc), **base})
+            return _CallResult(batch, error=exc)
+        self.recorder.record(
+            {"type": "submitted", "at": self.recorder.at(), "job_id": job_id, "image_id": batch.request.image_id, "names": dict(batch.names), **base}
+        )
+        return _CallResult(batch, job_id=job_id)
+
+    def _returned(self, run: GroupRun, result: _CallResult) -> None:
+        batch = result.batch
+        run.call_returned(batch)
+        if result.job_id is not None:
+            run.submitted(batch, result.job_id)
+            self.result.submitted.update((i, result.job_id) for i in batch.desktop_ids)
+            self.emit({"event": "batch_submitted", "group": run.name, "wave": batch.wave, "batch_id": batch.id, "job_id": result.job_id, "desktop_ids": list(batch.desktop_ids)})
+        elif result.unknown:
+            run.submitted(batch, None)
+            self.emit({"event": "batch_unknown", "group": run.name, "batch_id": batch.id, "desktop_ids": list(batch.desktop_ids), "error": str(result.error)})
+        elif isinstance(result.error, (errors.Busy, errors.NotFound)) and batch.attempt < MAX_ATTEMPTS_PER_DESKTOP:
+            self._isolate(run, batch, result.error)
+        else:
+            self._batch_failed(run, batch, result.error)
+        run.advance()
+
+    def _batch_failed(self, run: GroupRun, batch: RebuildBatch, error: errors.WorkspaceError | None) -> None:
+        reason = str(error) if error else "rebuild failed"
+        self.result.failed.update((i, reason) for i in batch.desktop_ids)
+        run.failed(batch.desktop_ids, reason)
+        self.emit(
+            {
+                "event": "batch_failed",
+                "group": run.name,
+                "batch_id": batch.id,
+                "desktop_ids": list(batch.desktop_ids),
+                "error": reason,
+                "status": getattr(error, "status", None),
+                "error_code": getattr(error, "error_code", None),
+            }
+        )
+        if isinstance(error, errors.AuthFailure):
+            # Retrying refused credentials can lock the access key: stop sending anything.
+            run.halt(f"authentication failed: {reason}")
+
+    def _isolate(self, run: GroupRun, batch: RebuildBatch, error: errors.WorkspaceError) -> None:
+        """A 409/404 refuses the whole call: find the desktops that caused it, send the rest."""
+        try:
+            live = {d.id: d for d in self.client.iter_desktops(desktop_id=list(batch.desktop_ids))}
+        except errors.WorkspaceError as exc:
+            self._batch_failed(run, batch, exc)
+            return
+        missing = [i for i in batch.desktop_ids if i not in live]
+        busy = [i for i in batch.desktop_ids if i in live and (live[i].task_status or live[i].status not in REBUILDABLE_STATUSES)]
+        rest = [i for i in batch.desktop_ids if i not in missing and i not in busy]
+        if missing:
+            self._batch_failed(run, batch.narrowed(missing), errors.NotFound("desktop not found", status=404))
+        if busy:
+            self.result.busy.extend(busy)
+            self.emit({"event": "desktops_busy", "group": run.name, "desktop_ids": busy, "error": str(error)})
+        if rest:
+            run.requeue(batch.narrowed(rest))
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def _poll(self, runs: Sequence[GroupRun]) -> None:
+        """Read the sub-jobs of in-flight rebuilds; record and feed back what finished."""
+        if any(None in r.in_flight.values() for r in runs):
+            self._resolve(runs)
+        jobs = sorted({j for r in runs for j in r.in_flight.values() if j})
+        seen: dict[str, dict[str, Any]] = {}
+        for job_id in jobs:
+            for sub in self.client.iter_sub_jobs(job_id=job_id):
+                seen[sub.desktop_id] = {"job_id": job_id, "status": sub.status, "fail_reason": sub.fail_reason or None}
+        if not seen:
+            return
+        totals = job_totals(self.recorder.state(), seen)
+        self.recorder.record({"type": "job_status", "at": self.recorder.at(), "desktops": seen, "jobs": totals})
+        finished = {d: s["status"] for d, s in seen.items() if s["status"] in ("SUCCESS", "FAILED")}
+        for run in runs:
+            mine = {d: s for d, s in finished.items() if d in run.in_flight}
+            for desktop_id in run.finished_rebuilds(mine):
+                self.result.failed[desktop_id] = seen[desktop_id].get("fail_reason") or "rebuild FAILED"
+            self.result.succeeded.extend(d for d, s in mine.items() if s == "SUCCESS" and d in run.started)
+        self._progress(runs)
+        for job_id, status in totals.items():
+            if status in ("SUCCESS", "FAILED"):
+                counts = [s["status"] for s in seen.values() if s["job_id"] == job_id]
+                self.emit({"event": "job_finished", "job_id": job_id, "status": status, "succeeded": counts.count("SUCCESS"), "failed": counts.count("FAILED")})
+
+    def _resolve(self, runs: Sequence[GroupRun]) -> None:
+        """Settle calls whose answer was lost; desktops they never reached go out again."""
+        self._resolve_rounds += 1
+        unknown = [d for r in runs for d, j in r.in_flight.items() if j is None]
+        live = {}
+        for start in range(0, len(unknown), IDS_PER_CALL):
+            live.update((d.id, d) for d in self.client.iter_desktops(desktop_id=unknown[start:start + IDS_PER_CALL]))
+        record = resolve_unknown(self.client, self.recorder.state(), live, self.recorder.now())
+        if record is None:
+            return
+        self.recorder.record(record)
+        for run in runs:
+            resend = []
+            for desktop_id, found in record["desktops"].items():
+                if run.in_flight.get(desktop_id, "absent") is not None:
+                    continue
+                if found.get("job_id"):
+                    run.in_flight[desktop_id] = found["job_id"]
+                    self.result.submitted[desktop_id] = found["job_id"]
+                else:
+                    del run.in_flight[desktop_id]
+                    resend.append(desktop_id)
+            if resend:
+                self._resend(run, resend)
+
+    def _resend(self, run: GroupRun, desktop_ids: list[str]) -> None:
+        batch = RebuildBatch(new_batch_id(), run.name, MAIN_WAVE, request_for(run.group, desktop_ids), attempt=2)
+        run.requeue(batch)
+
+    def _progress(self, runs: Sequence[GroupRun]) -> None:
+        total = sum(len(r.started) for r in runs)
+        left = sum(len(set(r.in_flight) & r.started) for r in runs)
+        self.emit({"event": "wait_progress", "finished": total - left, "total": total})
+
+    def _collect(self, runs: Sequence[GroupRun]) -> None:
+        self.result.unknown = sorted(d for r in runs for d, j in r.in_flight.items() if j is None and d in r.started)
+        self._drain_events(runs)

@@ -1,0 +1,119 @@
+"""``apply``: execute a saved plan, or plan and (after confirmation) execute."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from reconciler import render
+from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.cli.common import EXIT_ERROR, err, out, target_options
+from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
+from reconciler.cli.progress import EventPrinter
+from reconciler.connect import open_client, state_path
+from reconciler.errors import ReconcilerError
+from reconciler.plan import Plan, read_plan
+from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, utc_now
+from reconciler.state import open_store
+
+
+def _confirm(auto_approve: bool) -> bool:
+    if auto_approve:
+        return True
+    answer = click.prompt(
+        "Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
+        default="", show_default=False, err=True,
+    )
+    return answer.strip() == "yes"
+
+
+def _execute(session: ApplySession, plan: Plan, client: Any, options: ApplyOptions, printer: EventPrinter) -> ApplyResult:
+    result = session.execute(plan, client, options, printer)
+    printer({"event": "summary", **result.summary(), "ok": result.ok, "at": utc_now().isoformat(timespec="seconds")})
+    if not printer.as_json:
+        out(render.apply_summary(result.summary(), result.halted, result.failed), nl=False)
+    return result
+
+
+def _options(plan: Plan, wait: bool | None) -> ApplyOptions:
+    assert plan.settings is not None
+    api = plan.settings.api
+    return ApplyOptions(wait=wait, poll_interval=api.poll_interval_seconds, max_concurrent_calls=api.max_concurrent_calls)
+
+
+def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter) -> ApplyResult:
+    saved = read_plan(path)
+    if saved.settings is None:
+        raise ReconcilerError(f"{path} carries no settings and cannot be applied")
+    store = open_store(saved.settings.state.backend, state_path(saved.settings))
+    with apply_session(store, lock_timeout=lock_timeout) as session:
+        session.check_saved(saved)
+        printer.plan(saved)
+        with open_client(saved.settings, os.environ) as client:
+            session.observe(client)
+            return _execute(session, saved, client, _options(saved, wait), printer)
+
+
+def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPrinter) -> ApplyResult | None:
+    manifests = load(paths)
+    options = plan_options(args["targets"], args["excludes"], args["ignore_window"])
+    with apply_session(store_for(manifests), lock_timeout=args["lock_timeout"]) as session:
+        with open_client(manifests.settings, os.environ) as client:
+            if args["refresh_only"]:
+                planned = refresh_only_plan(manifests, session.snap, client, options.now)
+            else:
+                planned = build_plan(manifests, session.snap, client, options, options.now)
+            printer.plan(planned.plan)
+            if not planned.plan.has_changes:
+                session.record(planned.observed)  # jobs seen finished are still worth recording
+                return None
+            if not _confirm(args["auto_approve"]):
+                err("Apply cancelled.")
+                raise SystemExit(EXIT_ERROR)
+            session.record(planned.observed)
+            return _execute(session, planned.plan, client, _options(planned.plan, args["wait"]), printer)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True), metavar="[PLANFILE | PATH...]")
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes' confirmation.")
+@target_options
+@click.option("--wait/--no-wait", default=None, help="Wait for the rebuild jobs to finish (default: each group's rollout.wait).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS", help="How long to wait for a locked state.")
+@click.option("--ignore-window", is_flag=True, help="Rebuild even outside maintenance windows (prints a warning).")
+@click.option("--refresh-only", is_flag=True, help="Record the live images in the state and rebuild nothing (onboarding).")
+@click.option("--json", "as_json", is_flag=True, help="Stream events as JSON lines on stdout.")
+def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], excludes: tuple[str, ...], wait: bool | None,
+          lock_timeout: float, ignore_window: bool, refresh_only: bool, as_json: bool) -> None:
+    """Rebuild the desktops a plan lists, and record every job in the state.
+
+    With a PLANFILE (from `plan -o`) it applies exactly that plan, and refuses it if the state
+    has moved on since. Otherwise it plans, shows the plan and asks for 'yes'.
+
+    \b
+    Examples:
+      reconciler apply manifests/
+      reconciler apply plan.json
+      reconciler apply examples/quickstart --auto-approve --wait
+    """
+    printer = EventPrinter(as_json=as_json, interactive=sys.stderr.isatty())
+    is_saved = len(paths) == 1 and is_plan_file(paths[0])
+    if as_json and not (auto_approve or is_saved):
+        raise click.UsageError("apply --json cannot ask for confirmation: add --auto-approve, or apply a saved plan")
+    if is_saved:
+        if targets or excludes or refresh_only or ignore_window:
+            raise click.UsageError("a saved plan is applied as it is: --target, --exclude, --refresh-only and --ignore-window belong to `plan`")
+        result = _apply_saved(paths[0], wait, lock_timeout, printer)
+    else:
+        args = dict(targets=targets, excludes=excludes, ignore_window=ignore_window, refresh_only=refresh_only,
+                    lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait)
+        result = _apply_fresh(paths, args, printer)
+        if result is None:
+            printer({"event": "summary", "ok": True, "rebuilds_submitted": 0, "at": utc_now().isoformat(timespec="seconds")})
+            return
+    if not result.ok:
+        raise SystemExit(EXIT_ERROR)
+

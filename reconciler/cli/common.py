@@ -1,0 +1,93 @@
+"""Shared pieces of the CLI: exit codes, error reporting, output helpers and option decorators.
+Terminal I/O only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from reconciler.errors import ReconcilerError
+from reconciler.state import StateLocked
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def colour_enabled() -> bool | None:
+    """None lets click decide (colour on a terminal only); NO_COLOR turns it off everywhere."""
+    return False if os.environ.get("NO_COLOR") else None
+
+
+def style(text: str, **kwargs: Any) -> str:
+    if os.environ.get("NO_COLOR"):
+        return text
+    return click.style(text, **kwargs)
+
+
+def out(text: str = "", nl: bool = True) -> None:
+    click.echo(text, nl=nl, color=colour_enabled())
+
+
+def err(text: str = "", nl: bool = True) -> None:
+    click.echo(text, nl=nl, err=True, color=colour_enabled())
+
+
+def out_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    err(style("Error: ", fg="red", bold=True) + message)
+    sys.exit(code)
+
+
+def configure_logging() -> None:
+    level = os.environ.get("RECONCILER_LOG", "warning").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+class ReconcilerGroup(click.Group):
+    """Maps every failure to the exit-code contract (design §4): domain errors and bad usage
+    exit 1 with one ``Error:`` line, a held lock exits 3, and nothing prints a traceback unless
+    ``RECONCILER_DEBUG=1``."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:  # type: ignore[override]
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except StateLocked as exc:
+            lock_id = exc.info.id if exc.info else "LOCK_ID"
+            fail(f"{exc}\nIf that run is gone, release the lock with: reconciler force-unlock {lock_id}", EXIT_LOCKED)
+        except ReconcilerError as exc:
+            fail(str(exc))
+        except click.UsageError as exc:
+            hint = f"\nTry '{exc.ctx.command_path} --help' for help." if exc.ctx else ""
+            fail(exc.format_message() + hint)
+        except click.ClickException as exc:
+            fail(exc.format_message())
+        except click.Abort:
+            fail("aborted")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if os.environ.get("RECONCILER_DEBUG") == "1":
+                raise
+            fail(f"internal error: {type(exc).__name__}: {exc} (set RECONCILER_DEBUG=1 for a traceback)")
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def json_option(help_text: str = "Write JSON to stdout instead of text.") -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def target_options(func: F) -> F:
+    func = click.option("--exclude", "excludes", multiple=True, metavar="NAME", help="Leave out a group or desktop id (repeatable).")(func)
+    return click.option("--target", "targets", multiple=True, metavar="NAME", help="Only act on this group or desktop id (repeatable).")(func)
+
+
+def manifest_paths(func: F) -> F:
+    return click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, file_okay=True))(func)

@@ -1,0 +1,165 @@
+"""``validate``, ``plan`` and ``show``: the read-only commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler import render
+from reconciler.cli.common import EXIT_CHANGES, err, json_option, manifest_paths, out, out_json, style, target_options
+from reconciler.connect import open_client, state_path
+from reconciler.manifest import ManifestError, load_manifests
+from reconciler.model import ManifestSet
+from reconciler.plan import PLAN_KIND, Plan, plan_to_json, read_plan, write_plan
+from reconciler.planner import PlanOptions
+from reconciler.session import Planned, build_plan, snapshot, utc_now
+from reconciler.state import open_store, state_to_json
+
+DIAGNOSTICS_FORMAT_VERSION = 1
+
+
+def load(paths: tuple[str, ...]) -> ManifestSet:
+    return load_manifests(list(paths) or ["."])
+
+
+def store_for(manifests: ManifestSet):  # noqa: ANN201 - a StateStore
+    return open_store(manifests.settings.state.backend, state_path(manifests.settings))
+
+
+def make_plan(manifests: ManifestSet, refresh: bool, options: PlanOptions) -> Planned:
+    snap = snapshot(store_for(manifests))
+    if not refresh:
+        return build_plan(manifests, snap, None, options, options.now)
+    with open_client(manifests.settings, os.environ) as client:
+        return build_plan(manifests, snap, client, options, options.now)
+
+
+@click.command()
+@manifest_paths
+@json_option("Write diagnostics as JSON (for editors and CI annotations).")
+def validate(paths: tuple[str, ...], as_json: bool) -> None:
+    """Check manifests offline: YAML, schema and cross-document rules.
+
+    Needs no network and no credentials, so it suits a pre-commit hook.
+
+    \b
+    Example:
+      reconciler validate manifests/
+    """
+    try:
+        manifests = load(paths)
+    except ManifestError as exc:
+        if not as_json:
+            raise
+        out_json({"format_version": DIAGNOSTICS_FORMAT_VERSION, "valid": False, "diagnostics": [
+            {"severity": "error", "file": p.file, "line": p.line, "column": p.column, "field": p.field, "message": p.message}
+            for p in exc.problems]})
+        raise SystemExit(1) from None
+    ids = sum(len(g.ids) for g in manifests.groups)
+    if as_json:
+        out_json({"format_version": DIAGNOSTICS_FORMAT_VERSION, "valid": True, "diagnostics": [],
+                  "files": list(manifests.files), "groups": len(manifests.groups), "desktop_ids": ids})
+        return
+    out(f"The manifests are valid: {len(manifests.groups)} groups, {ids} desktops listed by id, {len(manifests.files)} files.")
+
+
+def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_window: bool) -> PlanOptions:
+    if ignore_window:
+        err(style("Warning: ", fg="yellow", bold=True) + "--ignore-window: maintenance windows are ignored")
+    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, now=utc_now())
+
+
+@click.command()
+@manifest_paths
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan to FILE for `reconciler apply FILE`.")
+@click.option("--refresh/--no-refresh", default=True, show_default=True, help="Read the live fleet (desktops, jobs) before planning.")
+@target_options
+@click.option("--ignore-window", is_flag=True, help="Plan rebuilds even for groups outside their maintenance window.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
+@json_option("Write the plan document (the same JSON as -o) to stdout.")
+def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
+         ignore_window: bool, detailed_exitcode: bool, as_json: bool) -> None:
+    """Show which desktops need a rebuild, and why. Changes nothing.
+
+    Compares the manifests with the recorded state and (by default) the live fleet. A plan
+    saved with -o is applied exactly as reviewed by `reconciler apply FILE`.
+
+    \b
+    Examples:
+      reconciler plan manifests/
+      reconciler plan manifests/ -o plan.json --detailed-exitcode
+    """
+    manifests = load(paths)
+    planned = make_plan(manifests, refresh, plan_options(targets, excludes, ignore_window))
+    if out_file:
+        write_plan(planned.plan, out_file)
+    if as_json:
+        out_json(plan_to_json(planned.plan))
+    else:
+        out(render.plan_text(planned.plan, style))
+        if out_file:
+            out(f"Saved the plan to {out_file}. Apply exactly this plan with: reconciler apply {out_file}")
+    if detailed_exitcode and planned.plan.has_changes:
+        raise SystemExit(EXIT_CHANGES)
+
+
+def is_plan_file(path: str) -> bool:
+    """A JSON file whose ``kind`` says it is a saved plan (checked without trusting it)."""
+    candidate = Path(path)
+    if not candidate.is_file() or candidate.suffix in (".yaml", ".yml"):
+        return False
+    try:
+        with candidate.open("rb") as handle:
+            head = handle.read(4096)
+        return head.lstrip().startswith(b"{") and PLAN_KIND.encode() in head
+    except OSError:
+        return False
+
+
+def _show_plan(saved: Plan, as_json: bool, markdown: bool) -> None:
+    if as_json:
+        out_json(plan_to_json(saved))
+    elif markdown:
+        out(render.plan_markdown(saved), nl=False)
+    else:
+        out(render.plan_text(saved, style), nl=False)
+
+
+@click.command()
+@click.argument("target", required=False, type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--markdown", is_flag=True, help="Print Markdown for a pull-request comment (plans only).")
+def show(target: str | None, as_json: bool, markdown: bool) -> None:
+    """Render a saved plan, or without PLANFILE the current state.
+
+    \b
+    Examples:
+      reconciler show plan.json --markdown > plan.md
+      reconciler show            # the state of the manifests in the current directory
+    """
+    if as_json and markdown:
+        raise click.UsageError("choose one of --json and --markdown")
+    if target and is_plan_file(target):
+        _show_plan(read_plan(target), as_json, markdown)
+        return
+    if markdown:
+        raise click.UsageError("--markdown renders plans; give a PLANFILE")
+    manifests = load((target,) if target else ())
+    state = snapshot(store_for(manifests)).state
+    if as_json:
+        out_json(state_to_json(state))
+    else:
+        out(render.state_list(state), nl=False)
+
+
+def plan_event(saved: Plan) -> dict[str, Any]:
+    document = plan_to_json(saved)
+    return {"event": "plan", "summary": document["summary"], "changes": document["changes"], "state": document["state"]}
+
+
+def dumps_line(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

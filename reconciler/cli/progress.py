@@ -1,0 +1,90 @@
+"""Apply progress on the terminal: JSON lines for machines, a progress line on a terminal,
+plain lines when piped. Terminal I/O only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from reconciler import render
+from reconciler.cli.common import err, style
+from reconciler.plan import Plan, plan_to_json
+
+# The events `apply --json` streams (design §4); others are shown as text only.
+JSON_EVENTS = frozenset(
+    {"plan", "wave_started", "batch_submitted", "batch_failed", "batch_unknown", "desktops_busy",
+     "job_finished", "group_halted", "adopted", "forgotten", "wait_progress", "summary"}
+)
+
+
+class EventPrinter:
+    """Callable event sink for the applier (thread-safe by the applier's own lock)."""
+
+    def __init__(self, *, as_json: bool, interactive: bool) -> None:
+        self.as_json = as_json
+        self.interactive = interactive
+        self._bar_shown = False
+        self._last_progress: tuple[int, int] | None = None
+
+    def plan(self, plan: Plan) -> None:
+        if self.as_json:
+            document = plan_to_json(plan)
+            self({"event": "plan", "summary": document["summary"], "state": document["state"], "changes": document["changes"]})
+        else:
+            click.echo(render.plan_text(plan, style), nl=False)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.as_json:
+            if event["event"] in JSON_EVENTS:
+                click.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+            return
+        if event["event"] == "wait_progress":
+            self._progress(event["finished"], event["total"])
+            return
+        line = describe(event)
+        if line:
+            self._clear_bar()
+            err(line)
+
+    def _progress(self, finished: int, total: int) -> None:
+        if (finished, total) == self._last_progress:
+            return
+        self._last_progress = (finished, total)
+        if self.interactive:
+            width = 30
+            filled = int(width * finished / total) if total else width
+            err(f"\r  [{'#' * filled}{'.' * (width - filled)}] {finished}/{total} rebuilds finished", nl=False)
+            self._bar_shown = True
+        else:
+            err(f"waiting: {finished}/{total} rebuilds finished")
+
+    def _clear_bar(self) -> None:
+        if self._bar_shown:
+            err("")
+            self._bar_shown = False
+
+
+def describe(event: dict[str, Any]) -> str | None:
+    kind = event["event"]
+    group = event.get("group", "")
+    count = len(event.get("desktop_ids", ()))
+    if kind == "wave_started":
+        return f"{group}: {event['wave']} wave, {event['desktops']} desktops"
+    if kind == "batch_submitted":
+        return f"{group}: rebuild of {count} desktops submitted (job {event['job_id']})"
+    if kind == "batch_failed":
+        return style(f"{group}: rebuild of {count} desktops failed: {event['error']}", fg="red")
+    if kind == "batch_unknown":
+        return style(f"{group}: no answer for {count} desktops ({event['error']}); checking the live API before re-sending", fg="yellow")
+    if kind == "desktops_busy":
+        return style(f"{group}: {count} desktops are busy and left for a later run: {', '.join(event['desktop_ids'][:10])}", fg="yellow")
+    if kind == "job_finished":
+        colour = "green" if event["status"] == "SUCCESS" else "red"
+        return style(f"job {event['job_id']}: {event['status']} ({event['succeeded']} succeeded, {event['failed']} failed)", fg=colour)
+    if kind == "group_halted":
+        return style(f"{group}: HALTED: {event['reason']}", fg="red", bold=True)
+    if kind in ("adopted", "forgotten"):
+        return f"{kind} {event['desktops']} desktops in the state"
+    return None

@@ -1,0 +1,121 @@
+"""``state``, ``jobs`` and ``force-unlock``: looking at and repairing the recorded state."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from reconciler import render
+from reconciler.cli.common import err, json_option, out, out_json
+from reconciler.cli.plan_cmds import load, store_for
+from reconciler.cli.progress import EventPrinter
+from reconciler.connect import open_client
+from reconciler.session import apply_session, snapshot, track_jobs
+from reconciler.state import state_to_json
+
+manifests_option = click.option(
+    "-m", "--manifests", "manifests_path", default=".", show_default=True, type=click.Path(exists=True),
+    help="The manifest directory whose Settings name the state.",
+)
+
+
+@click.group()
+def state() -> None:
+    """Inspect or edit the recorded state.
+
+    \b
+    Examples:
+      reconciler state list
+      reconciler state show 3f1c0000-0000-0000-0000-000000000001
+      reconciler state rm 3f1c0000-0000-0000-0000-000000000001
+    """
+
+
+@state.command("list")
+@manifests_option
+@json_option()
+def state_list(manifests_path: str, as_json: bool) -> None:
+    """List every desktop in the state with its group, image and last job."""
+    current = snapshot(store_for(load((manifests_path,)))).state
+    if as_json:
+        out_json(state_to_json(current))
+    else:
+        out(render.state_list(current), nl=False)
+
+
+@state.command("show")
+@click.argument("desktop_id")
+@manifests_option
+def state_show(desktop_id: str, manifests_path: str) -> None:
+    """Show everything recorded about one desktop."""
+    current = snapshot(store_for(load((manifests_path,)))).state
+    if desktop_id not in current.desktops:
+        raise click.UsageError(f"desktop {desktop_id} is not in the state")
+    out(render.state_show(desktop_id, current), nl=False)
+
+
+@state.command("rm")
+@click.argument("desktop_ids", nargs=-1, required=True)
+@manifests_option
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="How long to wait for a locked state.")
+def state_rm(desktop_ids: tuple[str, ...], manifests_path: str, lock_timeout: float) -> None:
+    """Stop tracking desktops (the desktops themselves are not touched).
+
+    The next plan treats them as not recorded; saved plans made before become stale.
+    """
+    with apply_session(store_for(load((manifests_path,))), lock_timeout=lock_timeout, operation="state rm") as session:
+        missing = [i for i in desktop_ids if i not in session.snap.state.desktops]
+        if missing:
+            raise click.UsageError(f"not in the state: {', '.join(missing)}")
+        session.record([{"type": "forget", "at": session.now().isoformat(timespec="seconds"), "desktop_ids": list(desktop_ids)}])
+    out(f"Removed {len(desktop_ids)} desktops from the state.")
+
+
+@click.command()
+@manifests_option
+@click.option("--refresh", is_flag=True, help="Update unfinished jobs from the API and record them.")
+@click.option("--wait", is_flag=True, help="Poll until every tracked job has finished (implies --refresh).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="How long to wait for a locked state.")
+@json_option()
+def jobs(manifests_path: str, refresh: bool, wait: bool, lock_timeout: float, as_json: bool) -> None:
+    """List the rebuild jobs reconciler submitted, with per-status counts.
+
+    \b
+    Examples:
+      reconciler jobs
+      reconciler jobs --refresh
+      reconciler jobs --wait
+    """
+    manifests = load((manifests_path,))
+    store = store_for(manifests)
+    if refresh or wait:
+        printer = EventPrinter(as_json=False, interactive=sys.stderr.isatty())
+        with apply_session(store, lock_timeout=lock_timeout, operation="jobs") as session:
+            with open_client(manifests.settings, os.environ) as client:
+                track_jobs(session, client, wait=wait, poll_interval=manifests.settings.api.poll_interval_seconds, emit=printer)
+    current = snapshot(store).state
+    if as_json:
+        out_json({"format_version": 1, "jobs": state_to_json(current)["jobs"]})
+    else:
+        out(render.jobs_text(current), nl=False)
+    if any(j.status == "FAILED" for j in current.jobs.values()):
+        err("Some rebuilds FAILED; the next plan proposes retry_failed for them.")
+
+
+@click.command("force-unlock")
+@click.argument("lock_id")
+@manifests_option
+def force_unlock(lock_id: str, manifests_path: str) -> None:
+    """Release a state lock held by a run that is gone.
+
+    Only do this when you are sure the holder (see the lock message) no longer runs: two
+    concurrent applies could rebuild desktops twice.
+
+    \b
+    Example:
+      reconciler force-unlock 5a0c2f0e-8d0c-4d55-9d2b-0f3b0c1d2e3f
+    """
+    store_for(load((manifests_path,))).force_unlock(lock_id)
+    out(f"Released lock {lock_id}.")

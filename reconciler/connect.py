@@ -1,0 +1,110 @@
+"""Opening the cloud a settings block points at: a real Workspace endpoint (credentials from the
+environment) or the embedded simulator (its state persisted beside reconciler's state).
+Network and file I/O.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from reconciler.cloud.auth import AkSkAuth, credentials_from_env
+from reconciler.cloud.client import WorkspaceClient, iam_endpoint_for, is_loopback, region_endpoint, validate_endpoint
+from reconciler.cloud.pacing import RateLimiter
+from reconciler.errors import ConfigurationError
+from reconciler.model import Settings
+
+SIMULATED_ENDPOINT = "http://127.0.0.1"
+
+
+def resolve_path(settings: Settings, relative: str) -> Path:
+    return Path(settings.base_dir) / relative
+
+
+def state_path(settings: Settings) -> Path:
+    return resolve_path(settings, settings.state.path)
+
+
+def _limiter(settings: Settings) -> RateLimiter | None:
+    rate = settings.api.rate_limit_per_minute
+    return RateLimiter(rate) if rate else None
+
+
+def _iam_endpoint(settings: Settings, endpoint: str, env: Mapping[str, str]) -> str:
+    if env.get("HW_IAM_ENDPOINT"):
+        return validate_endpoint(env["HW_IAM_ENDPOINT"])
+    if settings.region:
+        return iam_endpoint_for(settings.region)
+    # A loopback endpoint is a served simulator, which also answers IAM.
+    return endpoint if is_loopback(httpx.URL(endpoint).host) else iam_endpoint_for(None)
+
+
+@contextmanager
+def open_client(settings: Settings, env: Mapping[str, str]) -> Iterator[WorkspaceClient]:
+    """A client for the settings' cloud; the embedded simulator's state is saved on exit."""
+    if settings.simulator_fleet:
+        with embedded_simulator(settings) as simulator:
+            ak, sk = simulator.credentials or ("", "")
+            auth: httpx.Auth = AkSkAuth(ak, sk, project_id=settings.project_id) if ak else httpx.Auth()
+            with WorkspaceClient(
+                SIMULATED_ENDPOINT, settings.project_id, auth, transport=simulator.transport(), rate_limiter=_limiter(settings)
+            ) as client:
+                yield client
+        return
+    endpoint = validate_endpoint(settings.endpoint or region_endpoint(settings.region or ""))
+    auth = credentials_from_env(env, project_id=settings.project_id, iam_endpoint=_iam_endpoint(settings, endpoint, env))
+    with WorkspaceClient(
+        endpoint, settings.project_id, auth, timeout=settings.api.timeout_seconds, rate_limiter=_limiter(settings)
+    ) as client:
+        yield client
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextmanager
+def embedded_simulator(settings: Settings) -> Iterator[object]:
+    """The simulated cloud of ``simulator.fleet``, continued from where the last command left it.
+
+    Its state lives next to reconciler's state (``simulator.json``); editing the fleet file
+    starts the simulated cloud afresh.
+    """
+    from reconciler.simulator import Simulator, load_fleet  # only the embedded mode needs it
+
+    fleet_path = resolve_path(settings, settings.simulator_fleet or "")
+    if not fleet_path.is_file():
+        raise ConfigurationError(f"{settings.source}: simulator fleet {fleet_path} does not exist")
+    saved = state_path(settings).with_name("simulator.json")
+    saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(saved.with_name("simulator.json.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one command at a time drives the fake cloud
+        digest = _digest(fleet_path)
+        simulator = None
+        if saved.exists():
+            data = json.loads(saved.read_text())
+            if data.get("fleet_digest") == digest:
+                simulator = Simulator.from_dict(data["simulator"])
+        if simulator is None:
+            simulator = Simulator(load_fleet(fleet_path))
+        try:
+            yield simulator
+        finally:
+            _save(saved, {"fleet_digest": digest, "simulator": simulator.to_dict()})
+
+
+def _save(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, separators=(",", ":"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

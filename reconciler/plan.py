@@ -1,0 +1,271 @@
+"""The ``Plan`` value, its JSON document (``plan -o FILE``) and the checks before applying one.
+
+A plan carries the state lineage and serial it was made from, the digest of the manifests, the
+settings (which hold no secrets: credentials only ever come from the environment) and the groups
+it acts for, so ``apply FILE`` needs nothing else. The checksum covers the whole document.
+Reads and writes plan files; everything else is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ReconcilerError
+from reconciler.model import (
+    CHANGING_ACTIONS,
+    Action,
+    ApiSettings,
+    Change,
+    DesktopGroup,
+    FailureBudget,
+    Image,
+    Location,
+    Reason,
+    Rollout,
+    Selector,
+    Settings,
+    StateSettings,
+    Window,
+)
+
+PLAN_FORMAT_VERSION = 1
+PLAN_KIND = "reconciler-plan"
+
+
+class PlanFileError(ReconcilerError):
+    """A plan file that cannot be applied: unreadable, modified, stale or from elsewhere."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    groups: tuple[DesktopGroup, ...]
+    lineage: str | None
+    serial: int
+    refreshed: bool
+    targets: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    ignore_window: bool = False
+    journal_digest: str | None = None
+    manifest_digest: str = ""
+    settings: Settings | None = None
+    created_at: str = ""
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(c.action.value for c in self.changes)
+        return {a.value: counts.get(a.value, 0) for a in Action}
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action in CHANGING_ACTIONS for c in self.changes)
+
+    def group(self, name: str) -> DesktopGroup:
+        for group in self.groups:
+            if group.name == name:
+                return group
+        raise KeyError(name)
+
+
+# -- JSON form -------------------------------------------------------------------------------
+
+def _window_json(window: Window | None) -> dict[str, Any] | None:
+    if window is None:
+        return None
+    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    return {
+        "days": [names[d] for d in sorted(window.days)],
+        "start": window.start.strftime("%H:%M"),
+        "end": window.end.strftime("%H:%M"),
+        "timezone": window.timezone,
+    }
+
+
+def group_to_json(group: DesktopGroup) -> dict[str, Any]:
+    rollout = asdict(group.rollout)
+    rollout["max_failures"] = str(group.rollout.max_failures) if group.rollout.max_failures.percent is not None else group.rollout.max_failures.count
+    rollout["window"] = _window_json(group.rollout.window)
+    return {
+        "name": group.name,
+        "source": {"file": group.source.file, "line": group.source.line},
+        "labels": dict(group.labels),
+        "enterprise_project_id": group.enterprise_project_id,
+        "ids": list(group.ids),
+        "selector": None if group.selector is None else {**asdict(group.selector), "tags": dict(group.selector.tags)},
+        "image": asdict(group.image),
+        "rollout": rollout,
+    }
+
+
+def _window_from_json(data: dict[str, Any] | None) -> Window | None:
+    if data is None:
+        return None
+    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    return Window(
+        start=time.fromisoformat(data["start"]),
+        end=time.fromisoformat(data["end"]),
+        timezone=data["timezone"],
+        days=frozenset(names.index(d) for d in data["days"]),
+    )
+
+
+def _budget_from_json(value: int | str) -> FailureBudget:
+    if isinstance(value, str) and value.endswith("%"):
+        return FailureBudget(count=None, percent=float(value[:-1]))
+    return FailureBudget(count=int(value))
+
+
+def group_from_json(data: dict[str, Any]) -> DesktopGroup:
+    rollout = dict(data["rollout"])
+    rollout["max_failures"] = _budget_from_json(rollout["max_failures"])
+    rollout["window"] = _window_from_json(rollout["window"])
+    selector = data["selector"]
+    return DesktopGroup(
+        name=data["name"],
+        image=Image(**data["image"]),
+        rollout=Rollout(**rollout),
+        ids=tuple(data["ids"]),
+        selector=None if selector is None else Selector(**{**selector, "tags": tuple(sorted(selector["tags"].items()))}),
+        labels=tuple(sorted(data["labels"].items())),
+        enterprise_project_id=data["enterprise_project_id"],
+        source=Location(data["source"]["file"], data["source"]["line"]),
+    )
+
+
+def settings_to_json(settings: Settings) -> dict[str, Any]:
+    data = asdict(settings)
+    data["source"] = {"file": settings.source.file, "line": settings.source.line}
+    return data
+
+
+def settings_from_json(data: dict[str, Any]) -> Settings:
+    return Settings(
+        **{
+            **data,
+            "state": StateSettings(**data["state"]),
+            "api": ApiSettings(**data["api"]),
+            "source": Location(data["source"]["file"], data["source"]["line"]),
+        }
+    )
+
+
+def change_to_json(change: Change) -> dict[str, Any]:
+    return {
+        "desktop_id": change.desktop_id,
+        "desktop_name": change.desktop_name,
+        "group": change.group,
+        "action": change.action.value,
+        "reason": change.reason.value,
+        "before": {"image_id": change.before_image},
+        "after": {"image_id": change.after_image},
+        "wave": change.wave,
+        "detail": change.detail,
+    }
+
+
+def change_from_json(data: dict[str, Any]) -> Change:
+    return Change(
+        desktop_id=data["desktop_id"],
+        action=Action(data["action"]),
+        reason=Reason(data["reason"]),
+        group=data["group"],
+        desktop_name=data["desktop_name"],
+        before_image=data["before"]["image_id"],
+        after_image=data["after"]["image_id"],
+        wave=data["wave"],
+        detail=data["detail"],
+    )
+
+
+def _checksum(document: dict[str, Any]) -> str:
+    body = {k: v for k, v in document.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "format_version": PLAN_FORMAT_VERSION,
+        "kind": PLAN_KIND,
+        "created_at": plan.created_at,
+        "state": {"lineage": plan.lineage, "serial": plan.serial, "journal_digest": plan.journal_digest},
+        "manifests": {"digest": plan.manifest_digest},
+        "refreshed": plan.refreshed,
+        "options": {"targets": list(plan.targets), "excludes": list(plan.excludes), "ignore_window": plan.ignore_window},
+        "settings": settings_to_json(plan.settings) if plan.settings else None,
+        "groups": [group_to_json(g) for g in plan.groups],
+        "summary": plan.summary(),
+        "changes": [change_to_json(c) for c in plan.changes],
+    }
+    document["checksum"] = _checksum(document)
+    return document
+
+
+def plan_from_json(document: Any, source: str) -> Plan:
+    """Parse a plan document; PlanFileError when it is not one, or was modified."""
+    if not isinstance(document, dict) or document.get("kind") != PLAN_KIND:
+        raise PlanFileError(f"{source} is not a reconciler plan file")
+    if document.get("format_version") != PLAN_FORMAT_VERSION:
+        raise PlanFileError(f"{source} has plan format {document.get('format_version')}; this reconciler reads {PLAN_FORMAT_VERSION}")
+    if document.get("checksum") != _checksum(document):
+        raise PlanFileError(f"{source} was modified after it was written (checksum mismatch); run `reconciler plan -o` again")
+    try:
+        state, options = document["state"], document["options"]
+        return Plan(
+            changes=tuple(change_from_json(c) for c in document["changes"]),
+            groups=tuple(group_from_json(g) for g in document["groups"]),
+            lineage=state["lineage"],
+            serial=state["serial"],
+            journal_digest=state.get("journal_digest"),
+            refreshed=document["refreshed"],
+            targets=tuple(options["targets"]),
+            excludes=tuple(options["excludes"]),
+            ignore_window=options["ignore_window"],
+            manifest_digest=document["manifests"]["digest"],
+            settings=settings_from_json(document["settings"]) if document["settings"] else None,
+            created_at=document["created_at"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanFileError(f"{source} is not a valid plan: {type(exc).__name__}: {exc}") from None
+
+
+def write_plan(plan: Plan, path: str | Path) -> None:
+    target = Path(path)
+    payload = json.dumps(plan_to_json(plan), indent=1).encode("utf-8") + b"\n"
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent or ".")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(payload)
+    os.replace(tmp, target)
+
+
+def read_plan(path: str | Path) -> Plan:
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise PlanFileError(f"cannot read the plan {path}: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise PlanFileError(f"{path} is not valid JSON: {exc}") from None
+    return plan_from_json(document, str(path))
+
+
+def check_current(plan: Plan, lineage: str | None, serial: int, journal_digest: str | None) -> None:
+    """Refuse a plan made from another state, or from this state before it moved on."""
+    if plan.lineage is not None and lineage is not None and plan.lineage != lineage:
+        raise PlanFileError(
+            f"the plan was made for state lineage {plan.lineage}, but this state has lineage {lineage}"
+        )
+    if (plan.lineage, plan.serial, plan.journal_digest) != (lineage, serial, journal_digest):
+        recovering = ", with a journal left by an interrupted run" if journal_digest else ""
+        raise PlanFileError(
+            f"the plan is stale: it was made from state serial {plan.serial}, and the state has moved on "
+            f"(serial {serial}{recovering}); run `reconciler plan -o` again and review the new plan"
+        )

@@ -1,0 +1,215 @@
+"""The use cases behind the CLI, as library calls: plan, apply (saved or fresh), refresh-only,
+job tracking and state surgery. File and network I/O through a ``StateStore`` and a
+``WorkspaceClient``; no printing, no exit codes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from reconciler.applier import Applier, ApplyOptions, ApplyResult, Emit, Recorder
+from reconciler.cloud.client import WorkspaceClient
+from reconciler.model import Action, Change, DesktopGroup, ManifestSet, Reason
+from reconciler.plan import Plan, check_current
+from reconciler.planner import Inventory, PlanOptions, plan as make_plan
+from reconciler.refresh import IDS_PER_CALL, observe_jobs, read_inventory, resolve_unknown
+from reconciler.state import State, StateStore, fold
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state as a run sees it: the file, plus a leftover journal folded in memory."""
+
+    state: State
+    disk_lineage: str | None
+    disk_serial: int
+    journal_digest: str | None
+    journal: tuple[dict[str, Any], ...]
+
+
+def snapshot(store: StateStore) -> Snapshot:
+    disk = store.read()
+    records = tuple(store.replay())
+    return Snapshot(fold(disk, records), disk.lineage, disk.serial, store.journal_digest(), records)
+
+
+def _in_progress_live(client: WorkspaceClient, state: State) -> dict:
+    ids = sorted(i for i, r in state.desktops.items() if r.job is not None and r.job.in_progress)
+    live = {}
+    for start in range(0, len(ids), IDS_PER_CALL):
+        live.update((d.id, d) for d in client.iter_desktops(desktop_id=ids[start:start + IDS_PER_CALL]))
+    return live
+
+
+def observations(client: WorkspaceClient, state: State, live: dict, now: datetime) -> list[dict[str, Any]]:
+    """Journal records for lost calls resolved and unfinished jobs observed, in order."""
+    records = []
+    resolved = resolve_unknown(client, state, live, now)
+    if resolved is not None:
+        records.append(resolved)
+        state = fold(state, [resolved])
+    jobs = observe_jobs(client, state, live, now)
+    if jobs is not None:
+        records.append(jobs)
+    return records
+
+
+@dataclass(frozen=True)
+class Planned:
+    plan: Plan
+    observed: tuple[dict[str, Any], ...]  # records to journal if this plan is applied now
+
+
+def build_plan(
+    manifests: ManifestSet,
+    snap: Snapshot,
+    client: WorkspaceClient | None,
+    options: PlanOptions,
+    now: datetime,
+) -> Planned:
+    """Plan against the snapshot; with a client, refresh from the live fleet first."""
+    state, inventory, observed = snap.state, None, []
+    if client is not None:
+        inventory = read_inventory(client, manifests.groups, state)
+        observed = observations(client, state, dict(inventory.desktops), now)
+        state = fold(state, observed)
+    result = make_plan(manifests.groups, state, inventory, options)
+    return Planned(
+        replace(
+            result,
+            lineage=snap.disk_lineage,
+            serial=snap.disk_serial,
+            journal_digest=snap.journal_digest,
+            manifest_digest=manifests.digest,
+            settings=manifests.settings,
+            created_at=now.isoformat(timespec="seconds"),
+        ),
+        tuple(observed),
+    )
+
+
+def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceClient, now: datetime) -> Planned:
+    """A plan that records every managed desktop's live image (and rebuilds nothing)."""
+    inventory = read_inventory(client, manifests.groups, snap.state)
+    observed = observations(client, snap.state, dict(inventory.desktops), now)
+    state = fold(snap.state, observed)
+    base = make_plan(manifests.groups, state, inventory, PlanOptions(now=now, ignore_window=True))
+    owners = _owners(manifests.groups, inventory)
+    changes: list[Change] = []
+    for desktop_id, group in sorted(owners.items()):
+        live, record = inventory.desktops.get(desktop_id), state.desktops.get(desktop_id)
+        if live is None or live.is_rebuilding or (record and record.job and record.job.in_progress):
+            continue
+        if record is None or record.image_id != live.image_id or record.group != group.name:
+            reason = Reason.ALREADY_CURRENT if live.image_id == group.image.id else Reason.LIVE_IMAGE
+            changes.append(Change(desktop_id, Action.ADOPT, reason, group.name, live.name, record.image_id if record else None, live.image_id))
+    plan = replace(base, changes=tuple(changes), lineage=snap.disk_lineage, serial=snap.disk_serial,
+                   journal_digest=snap.journal_digest, manifest_digest=manifests.digest,
+                   settings=manifests.settings, created_at=now.isoformat(timespec="seconds"))
+    return Planned(plan, tuple(observed))
+
+
+def _owners(groups: Sequence[DesktopGroup], inventory: Inventory) -> dict[str, DesktopGroup]:
+    owners = {}
+    for group in groups:
+        for desktop_id in (*group.ids, *inventory.selector_matches.get(group.name, ())):
+            owners[desktop_id] = group
+    return owners
+
+
+class ApplySession:
+    """A locked state for one apply: plan (or check a saved plan), then execute.
+
+    Leaving the ``with`` block writes the state once (if anything was recorded), removes the
+    journal, and releases the lock. Declining the plan changes nothing.
+    """
+
+    def __init__(self, store: StateStore, snap: Snapshot, lock_id: str, now: Clock) -> None:
+        self.store = store
+        self.snap = snap
+        self.lock_id = lock_id
+        self.now = now
+        self.recorder: Recorder | None = None
+        self._lineage = snap.disk_lineage or str(uuid.uuid4())
+
+    def check_saved(self, plan: Plan) -> None:
+        check_current(plan, self.snap.disk_lineage, self.snap.disk_serial, self.snap.journal_digest)
+
+    def _begin(self) -> Recorder:
+        if self.recorder is None:
+            self.recorder = Recorder(self.store, self.snap.state, self.now)
+            self.recorder.record(
+                {"type": "begin", "at": self.recorder.at(), "lineage": self._lineage, "base_serial": self.snap.disk_serial, "operation": "apply"}
+            )
+        return self.recorder
+
+    def record(self, records: Iterable[dict[str, Any]]) -> None:
+        recorder = self._begin()
+        for record in records:
+            recorder.record(record)
+
+    def current(self) -> State:
+        return self.recorder.state() if self.recorder else self.snap.state
+
+    def observe(self, client: WorkspaceClient) -> int:
+        """Bring unfinished jobs up to date (in-flight limits need it); return how many
+        desktops are still being rebuilt."""
+        state = self.current()
+        live = _in_progress_live(client, state)
+        records = observations(client, state, live, self.now())
+        if records:
+            self.record(records)
+        return sum(1 for r in self.current().desktops.values() if r.job is not None and r.job.in_progress)
+
+    def execute(self, plan: Plan, client: WorkspaceClient, options: ApplyOptions, emit: Emit) -> ApplyResult:
+        recorder = self._begin()
+        result = Applier(client, recorder, options=options, emit=emit).run(plan)
+        recorder.record({"type": "end", "at": recorder.at()})
+        return result
+
+    def finish(self) -> State | None:
+        if self.recorder is None and not self.snap.journal:
+            return None
+        base = self.recorder.state() if self.recorder else self.snap.state
+        final = base.next_version(self._lineage)
+        self.store.write(final)
+        self.store.discard()
+        return final
+
+
+def track_jobs(
+    session: ApplySession, client: WorkspaceClient, *, wait: bool, poll_interval: float, emit: Emit, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """``jobs --refresh`` (one look) and ``jobs --wait`` (look until nothing is running)."""
+    total = sum(1 for r in session.current().desktops.values() if r.job is not None and r.job.in_progress)
+    while True:
+        left = session.observe(client)
+        emit({"event": "wait_progress", "finished": total - left, "total": total})
+        if not wait or left == 0:
+            return
+        sleep(poll_interval)
+
+
+@contextmanager
+def apply_session(store: StateStore, *, lock_timeout: float = 0.0, operation: str = "apply", now: Clock = utc_now) -> Iterator[ApplySession]:
+    info = store.lock(operation, timeout=lock_timeout)
+    try:
+        session = ApplySession(store, snapshot(store), info.id, now)
+        try:
+            yield session
+        finally:
+            session.finish()
+    finally:
+        store.unlock(info.id)

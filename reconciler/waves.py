@@ -1,0 +1,231 @@
+"""How one group's rebuilds are released during an apply: batches, the canary wave, the
+in-flight cap and the failure budget. A small state machine per group; no I/O — the applier
+feeds it call results and job observations and asks it what may be sent next.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from reconciler.cloud.models import RebuildRequest
+from reconciler.model import Change, DesktopGroup
+from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
+
+
+@dataclass(frozen=True)
+class RebuildBatch:
+    """One rebuild call: desktops of one group and wave sharing every request field."""
+
+    id: str
+    group: str
+    wave: str
+    request: RebuildRequest
+    names: tuple[tuple[str, str], ...] = ()
+    attempt: int = 1
+
+    @property
+    def desktop_ids(self) -> tuple[str, ...]:
+        return self.request.desktop_ids
+
+    def narrowed(self, desktop_ids: Sequence[str]) -> RebuildBatch:
+        """The same call for fewer desktops, as a new batch (its own journal intent)."""
+        names = tuple((k, v) for k, v in self.names if k in set(desktop_ids))
+        request = replace(self.request, desktop_ids=tuple(desktop_ids))
+        return replace(self, id=new_batch_id(), request=request, names=names, attempt=self.attempt + 1)
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def request_for(group: DesktopGroup, desktop_ids: Sequence[str]) -> RebuildRequest:
+    rollout = group.rollout
+    return RebuildRequest(
+        desktop_ids=tuple(desktop_ids),
+        image_id=group.image.id,
+        image_type=group.image.type,
+        os_type=group.image.os_type,
+        delay_time=rollout.delay_time,
+        message=rollout.message,
+        order_id=group.image.order_id,
+        enterprise_project_id=group.enterprise_project_id,
+    )
+
+
+def make_batches(group: DesktopGroup, changes: Iterable[Change], wave: str) -> list[RebuildBatch]:
+    """Split a wave's rebuilds into calls of at most ``batch_size`` desktops, in id order."""
+    picked = sorted((c for c in changes if c.wave == wave), key=lambda c: c.desktop_id)
+    size = group.rollout.batch_size
+    batches = []
+    for start in range(0, len(picked), size):
+        chunk = picked[start:start + size]
+        names = tuple((c.desktop_id, c.desktop_name) for c in chunk if c.desktop_name)
+        batches.append(
+            RebuildBatch(new_batch_id(), group.name, wave, request_for(group, [c.desktop_id for c in chunk]), names)
+        )
+    return batches
+
+
+class Phase(Enum):
+    CANARY = "canary"
+    CANARY_WAIT = "canary_wait"
+    MAIN = "main"
+    DONE = "done"
+    HALTED = "halted"
+
+
+@dataclass
+class GroupRun:
+    """The rollout of one group during one apply."""
+
+    group: DesktopGroup
+    canary: list[RebuildBatch]
+    main: list[RebuildBatch]
+    in_flight: dict[str, str | None] = field(default_factory=dict)  # desktop id -> job id
+    failure_limit: int = 0
+    failures: int = 0
+    calls_running: int = 0
+    desktops_in_calls: int = 0
+    halt_reason: str | None = None
+    queue: deque[RebuildBatch] = field(default_factory=deque)
+    phase: Phase = Phase.CANARY
+    canary_ids: set[str] = field(default_factory=set)
+    started: set[str] = field(default_factory=set)  # desktops this run submitted
+    canaries_passed: int = 0
+    events: list[dict[str, object]] = field(default_factory=list)  # drained by the applier
+
+    def __post_init__(self) -> None:
+        self.queue = deque(self.canary)
+        self.canary_ids = {i for b in self.canary for i in b.desktop_ids}
+        if self.canary:
+            self._wave_started(CANARY_WAVE, self.canary)
+        else:
+            self._start_main()
+        self.advance()
+
+    def _wave_started(self, wave: str, batches: Sequence[RebuildBatch]) -> None:
+        count = sum(len(b.desktop_ids) for b in batches)
+        if count:
+            self.events.append({"event": "wave_started", "group": self.name, "wave": wave, "desktops": count})
+
+    def _start_main(self) -> None:
+        self.phase = Phase.MAIN
+        self.queue = deque(self.main)
+        self._wave_started(MAIN_WAVE, self.main)
+
+    @property
+    def name(self) -> str:
+        return self.group.name
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (Phase.DONE, Phase.HALTED) and self.calls_running == 0
+
+    def _capacity(self) -> int | None:
+        cap = self.group.rollout.max_in_flight
+        if cap is None:
+            return None
+        return cap - len(self.in_flight) - self.desktops_in_calls
+
+    def take(self, slots: int) -> list[RebuildBatch]:
+        """Batches that may be sent now, at most ``slots`` of them."""
+        taken: list[RebuildBatch] = []
+        while self.queue and len(taken) < slots and self.phase in (Phase.CANARY, Phase.MAIN):
+            capacity = self._capacity()
+            if capacity is not None and capacity <= 0:
+                break
+            batch = self.queue.popleft()
+            if capacity is not None and capacity < len(batch.desktop_ids):
+                keep, rest = batch.desktop_ids[:capacity], batch.desktop_ids[capacity:]
+                self.queue.appendleft(batch.narrowed(rest))
+                batch = replace(batch.narrowed(keep), attempt=batch.attempt)
+            self.calls_running += 1
+            self.desktops_in_calls += len(batch.desktop_ids)
+            taken.append(batch)
+        return taken
+
+    def call_returned(self, batch: RebuildBatch) -> None:
+        self.calls_running -= 1
+        self.desktops_in_calls -= len(batch.desktop_ids)
+
+    def submitted(self, batch: RebuildBatch, job_id: str | None) -> None:
+        """Rebuilds accepted (``job_id``), or sent with an unknown outcome (None)."""
+        for desktop_id in batch.desktop_ids:
+            self.in_flight[desktop_id] = job_id
+            self.started.add(desktop_id)
+        self.advance()
+
+    def failed(self, desktop_ids: Sequence[str], reason: str) -> None:
+        """Desktops of this run that will not be rebuilt (call refused, or sub-job FAILED)."""
+        self.failures += len(desktop_ids)
+        canaries = sorted(self.canary_ids.intersection(desktop_ids))
+        if canaries:
+            self.halt(f"canary failed ({', '.join(canaries)}): {reason}")
+        elif self.failures > self.failure_limit:
+            self.halt(f"{self.failures} failed desktops exceed max_failures {self.failure_limit}: {reason}")
+        self.advance()
+
+    def requeue(self, batch: RebuildBatch) -> None:
+        """Send these desktops again (the rest of a refused batch, or a lost call's desktops)."""
+        if self.phase is Phase.HALTED:
+            return
+        if self.phase is Phase.DONE:
+            self.phase = Phase.MAIN
+        if self.phase is Phase.CANARY_WAIT and batch.wave == CANARY_WAVE:
+            self.phase = Phase.CANARY
+        self.queue.appendleft(batch)
+
+    def finished_rebuilds(self, outcomes: dict[str, str]) -> list[str]:
+        """Record finished sub-jobs (desktop id -> SUCCESS/FAILED); return this run's failures."""
+        failed = []
+        for desktop_id, status in outcomes.items():
+            if self.in_flight.pop(desktop_id, "absent") == "absent":
+                continue
+            if status == "FAILED" and desktop_id in self.started:
+                failed.append(desktop_id)
+            elif status == "SUCCESS" and desktop_id in self.canary_ids:
+                self.canaries_passed += 1
+        if failed:
+            self.failed(failed, "rebuild sub-jobs FAILED")
+        self.advance()
+        return failed
+
+    def halt(self, reason: str) -> None:
+        if self.phase is Phase.HALTED:
+            return
+        unsent = list(self.queue) + (self.main if self.phase in (Phase.CANARY, Phase.CANARY_WAIT) else [])
+        self.phase, self.halt_reason = Phase.HALTED, reason
+        self.queue.clear()
+        self.events.append(
+            {
+                "event": "group_halted",
+                "group": self.name,
+                "reason": reason,
+                "failures": self.failures,
+                "not_started": sum(len(b.desktop_ids) for b in unsent),
+            }
+        )
+
+    def advance(self) -> None:
+        if self.phase is Phase.CANARY and not self.queue and self.calls_running == 0:
+            self.phase = Phase.CANARY_WAIT
+        if self.phase is Phase.CANARY_WAIT and not (self.canary_ids & set(self.in_flight)):
+            if self.canaries_passed:
+                self._start_main()
+            else:
+                self.halt("no canary desktop could be rebuilt (busy or refused), so the wave was not proven")
+        if self.phase is Phase.MAIN and not self.queue and self.calls_running == 0:
+            self.phase = Phase.DONE
+
+    @property
+    def blocked_on_jobs(self) -> bool:
+        """Waiting for rebuilds to finish before it may send more."""
+        if self.phase is Phase.CANARY_WAIT:
+            return True
+        capacity = self._capacity()
+        return bool(self.queue) and capacity is not None and capacity <= 0 and bool(self.in_flight)
+
