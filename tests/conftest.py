@@ -81,3 +81,48 @@ def reconciler_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from reconciler.cli import main; main()"]
+
+
+class ServedSimulator:
+    """`reconciler simulator serve` running in a subprocess on a free loopback port."""
+
+    def __init__(self, process: "subprocess.Popen[str]", url: str) -> None:
+        self.process = process
+        self.url = url
+        self.admin = httpx.Client(base_url=url, timeout=10)
+
+    def desktops(self) -> dict[str, dict]:
+        return {d["id"]: d for d in self.admin.get("/_simulator/desktops").json()["desktops"]}
+
+    def jobs(self) -> list[dict]:
+        return self.admin.get("/_simulator/jobs").json()["jobs"]
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def serve_fleet(tmp_path: Path, reconciler_command: list[str]) -> Generator[Callable[[dict], ServedSimulator], None, None]:
+    """Factory: serve a fleet (a dict in the fleet-file format) and return its handle."""
+    import subprocess
+
+    import yaml
+
+    served: list[ServedSimulator] = []
+
+    def start(fleet: dict) -> ServedSimulator:
+        path = tmp_path / f"fleet-{len(served)}.yaml"
+        path.write_text(yaml.safe_dump(fleet))
+        process = subprocess.Popen([*reconciler_command, "simulator", "serve", "--fleet", str(path), "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("Simulator listening on "), line + (process.stderr.read() if process.stderr else "")
+        served.append(ServedSimulator(process, line.split()[-1]))
+        return served[-1]
+
+    yield start
+    for simulator in served:
+        simulator.stop()

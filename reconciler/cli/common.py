@@ -49,8 +49,11 @@ def fail(message: str, code: int = EXIT_ERROR) -> None:
 
 
 def configure_logging() -> None:
-    level = os.environ.get("RECONCILER_LOG", "warning").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    """``RECONCILER_LOG=info|debug`` shows reconciler's own log (API calls, retries) on stderr;
+    libraries stay at warnings, so nothing below our own redaction rules is printed."""
+    level = getattr(logging, os.environ.get("RECONCILER_LOG", "warning").upper(), logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("reconciler").setLevel(level)
 
 
 class ReconcilerGroup(click.Group):

@@ -1,0 +1,204 @@
+"""The applier against the in-process simulator and a real state directory: batching, busy
+desktops, failures that do not stop other groups, lost answers, waiting, and the journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.cloud.auth import AkSkAuth
+from reconciler.cloud.client import WorkspaceClient
+from reconciler.cloud.pacing import RetryPolicy
+from reconciler.model import DesktopGroup, FailureBudget, Image, Location, ManifestSet, Rollout, Selector, Settings
+from reconciler.planner import PlanOptions
+from reconciler.session import apply_session, build_plan, snapshot, utc_now
+from reconciler.simulator import Simulator, load_fleet_data
+from reconciler.state import LocalStateStore
+
+P = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+AK, SK = "AKAPPLIER0001", "applier-secret"
+
+
+def fleet(count: int = 23, desktops: list[dict] | None = None, **behaviour: Any) -> dict[str, Any]:
+    return {
+        "project_id": P,
+        "credentials": [{"ak": AK, "sk": SK}],
+        "images": [{"id": "img-old", "type": "private"}, {"id": "img-new", "type": "private"}, {"id": "img-gold", "type": "gold"}],
+        "desktops": desktops or [],
+        "generate": [{"count": count, "name_prefix": "pc-", "image_id": "img-old", "tags": {"dept": "a"}}],
+        "behaviour": {"seed": 5, "job_seconds": 0.2, **behaviour},
+    }
+
+
+def group(name: str = "a", image: str = "img-new", image_type: str = "private", tags: dict | None = None, **rollout: Any) -> DesktopGroup:
+    selector = Selector(tags=tuple(sorted((tags or {"dept": name}).items())))
+    return DesktopGroup(name, Image(image, image_type), Rollout(**rollout), selector=selector, source=Location(f"{name}.yaml", 1))
+
+
+@dataclass
+class World:
+    sim: Simulator
+    store: LocalStateStore
+    inner: httpx.BaseTransport | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def client(self) -> WorkspaceClient:
+        retry = RetryPolicy(max_attempts=3, base_delay=0.01)
+        return WorkspaceClient("http://127.0.0.1", P, AkSkAuth(AK, SK, project_id=P),
+                               transport=self.inner or self.sim.transport(), retry=retry)
+
+    def apply(self, *groups: DesktopGroup, wait: bool | None = None) -> ApplyResult:
+        manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), tuple(groups))
+        with self.client() as client, apply_session(self.store) as session:
+            planned = build_plan(manifests, session.snap, client, PlanOptions(now=utc_now()), utc_now())
+            session.record(planned.observed)
+            options = ApplyOptions(wait=wait, poll_interval=0.05, max_concurrent_calls=3)
+            return session.execute(planned.plan, client, options, self.events.append)
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(transport=self.sim.transport(), base_url="http://127.0.0.1")
+
+    def rebuild_counts(self) -> dict[str, int]:
+        with self.admin() as admin:
+            return {d["id"]: d["rebuild_count"] for d in admin.get("/_simulator/desktops").json()["desktops"]}
+
+    def jobs(self) -> list[dict[str, Any]]:
+        with self.admin() as admin:
+            return admin.get("/_simulator/jobs").json()["jobs"]
+
+    def names(self) -> dict[str, str]:
+        with self.admin() as admin:
+            return {d["name"]: d["id"] for d in admin.get("/_simulator/desktops").json()["desktops"]}
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    def build(**kwargs: Any) -> World:
+        sim = Simulator(load_fleet_data(fleet(**kwargs)))
+        return World(sim, LocalStateStore(tmp_path / "state" / "state.json"))
+    return build
+
+
+def events_of(world: World, kind: str) -> list[dict[str, Any]]:
+    return [e for e in world.events if e["event"] == kind]
+
+
+def test_batches_are_at_most_batch_size_and_every_job_is_recorded(world) -> None:
+    w = world(count=23)
+    result = w.apply(group(batch_size=10))
+    assert result.ok and len(result.submitted) == 23
+    assert sorted(len(j["desktop_ids"]) for j in w.jobs()) == [3, 10, 10]
+    state = w.store.read()
+    assert state.serial == 1 and set(state.jobs) == {j["id"] for j in w.jobs()}
+    assert all(r.job and r.job.id for r in state.desktops.values())
+    assert not w.store.journal_path.exists()
+
+
+def test_busy_desktops_are_set_aside_and_the_rest_still_go(world) -> None:
+    w = world(count=5, desktops=[{"id": "busy-1", "name": "busy-1", "image_id": "img-old", "tags": {"dept": "a"}, "task_status": "rebooting"}])
+    result = w.apply(group(batch_size=100))
+    assert result.busy == ["busy-1"] and len(result.submitted) == 5 and result.ok
+    assert w.rebuild_counts()["busy-1"] == 0
+    assert events_of(w, "desktops_busy")[0]["desktop_ids"] == ["busy-1"]
+
+
+def test_a_failing_group_does_not_stop_the_others(world) -> None:
+    w = world(count=4, desktops=[{"id": f"b{i}", "name": f"b{i}", "image_id": "img-old", "tags": {"dept": "b"}} for i in range(3)])
+    # img-new is a private image: asking for it as "gold" is refused with 400.
+    result = w.apply(group("a", image_type="gold"), group("b"))
+    assert not result.ok
+    assert set(result.failed) == set(w.names()[f"pc-{i}"] for i in range(1, 5))
+    assert sorted(result.submitted) == ["b0", "b1", "b2"]
+    failed = events_of(w, "batch_failed")[0]
+    assert failed["group"] == "a" and failed["status"] == 400 and "image_type" in failed["error"]
+    assert "a" in result.halted  # max_failures: 0 by default
+
+
+class DropFirstRebuild(httpx.BaseTransport):
+    """The first rebuild call's connection drops: before processing (lost) or after (processed)."""
+
+    def __init__(self, inner: httpx.BaseTransport, processed: bool) -> None:
+        self.inner, self.processed, self.dropped = inner, processed, False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/desktops/rebuild") and not self.dropped:
+            self.dropped = True
+            if self.processed:
+                self.inner.handle_request(request)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return self.inner.handle_request(request)
+
+
+@pytest.mark.parametrize("processed", [True, False], ids=["processed", "never-arrived"])
+def test_a_lost_answer_is_resolved_before_anything_is_resent(world, processed: bool) -> None:
+    w = world(count=6)
+    w.inner = DropFirstRebuild(w.sim.transport(), processed)
+    result = w.apply(group(batch_size=3))
+    assert result.ok, result.summary()
+    assert set(w.rebuild_counts().values()) == {1}  # every desktop rebuilt exactly once
+    state = w.store.read()
+    assert {r.job.id for r in state.desktops.values()} == {j["id"] for j in w.jobs()}  # type: ignore[union-attr]
+    assert len(events_of(w, "batch_unknown")) == 1
+
+
+def test_wait_records_failures_with_their_reason_and_the_next_plan_retries(world) -> None:
+    w = world(count=3, desktops=[{"id": "bad-1", "name": "bad-1", "image_id": "img-old", "tags": {"dept": "a"}, "fail_rebuilds": True}])
+    result = w.apply(group(max_failures=FailureBudget(5)), wait=True)
+    assert not result.ok and list(result.failed) == ["bad-1"] and len(result.succeeded) == 3
+    record = w.store.read().desktops["bad-1"]
+    assert record.job is not None and record.job.status == "FAILED" and record.job.fail_reason
+    assert record.image_id is None or record.image_id != "img-new"
+    finished = events_of(w, "job_finished")
+    assert finished and finished[0]["failed"] == 1
+    with w.client() as client:
+        snap = snapshot(w.store)
+        manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group(),))
+        again = build_plan(manifests, snap, client, PlanOptions(now=utc_now()), utc_now()).plan
+    assert [(c.desktop_id, c.reason.value) for c in again.changes] == [("bad-1", "retry_failed")]
+
+
+def test_a_crash_between_call_and_record_loses_no_job_id(world) -> None:
+    """The journal holds an intent whose outcome was never written (the run died mid-call);
+    the next apply finds the job the call created and does not send it again."""
+    w = world(count=2)
+    ids = sorted(w.names().values())
+    with w.client() as client:
+        from reconciler.cloud.models import RebuildRequest
+
+        job_id = client.rebuild_desktops(RebuildRequest(tuple(ids), "img-new", "private"))
+    w.store.append({"type": "begin", "at": "2026-11-27T00:00:00+00:00", "lineage": "l-1", "base_serial": 0, "operation": "apply"})
+    w.store.append({"type": "intent", "at": "2020-01-01T00:00:00+00:00", "batch_id": "b1", "group": "a", "desktop_ids": ids, "image_id": "img-new"})
+    w.store.close()
+    assert {r.job.status for r in snapshot(w.store).state.desktops.values()} == {"UNKNOWN"}  # type: ignore[union-attr]
+    result = w.apply(group())
+    state = w.store.read()
+    assert {r.job.id for r in state.desktops.values()} == {job_id}  # type: ignore[union-attr]
+    assert job_id in state.jobs and set(w.rebuild_counts().values()) == {1}
+    assert not result.submitted and not w.store.journal_path.exists()
+
+
+def test_canary_failure_stops_the_group_and_other_groups_carry_on(world) -> None:
+    desktops = [{"id": "0-canary", "name": "aaa-canary", "image_id": "img-old", "tags": {"dept": "a"}, "fail_rebuilds": True}]
+    desktops += [{"id": f"b{i}", "name": f"b{i}", "image_id": "img-old", "tags": {"dept": "b"}} for i in range(2)]
+    w = world(count=6, desktops=desktops)
+    result = w.apply(group("a", canary=1), group("b"))
+    assert "canary failed" in result.halted["a"]
+    counts = w.rebuild_counts()
+    assert counts["0-canary"] == 1 and sum(counts[w.names()[f"pc-{i}"]] for i in range(1, 7)) == 0
+    assert counts["b0"] == counts["b1"] == 1
+    assert events_of(w, "group_halted")[0]["not_started"] == 6
+
+
+def test_max_in_flight_is_never_exceeded(world) -> None:
+    w = world(count=12)
+    result = w.apply(group(batch_size=5, max_in_flight=4))
+    assert result.ok and len(result.submitted) == 12
+    spans = [(s["accepted_at"], s["finished_at"]) for j in w.jobs() for s in j["sub_jobs"]]
+    for accepted, _ in spans:
+        running = sum(1 for a, f in spans if a <= accepted and (f is None or f > accepted))
+        assert running <= 4
