@@ -4,6 +4,7 @@ plain lines when piped. Terminal I/O only."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -31,7 +32,8 @@ class EventPrinter:
     def plan(self, plan: Plan) -> None:
         if self.as_json:
             document = plan_to_json(plan)
-            self({"event": "plan", "summary": document["summary"], "state": document["state"], "changes": document["changes"]})
+            self({"event": "plan", "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_at": plan.created_at, "summary": document["summary"], "state": document["state"],
+                  "changes": document["changes"]})
         else:
             click.echo(render.plan_text(plan, style), nl=False)
 
