@@ -142,3 +142,19 @@ def test_unknown_admin_paths_and_methods(client: httpx.Client) -> None:
     assert client.get("/_simulator/nothing").status_code == 404
     response = client.delete("/_simulator/desktops")
     assert response.status_code == 405 and response.headers["Allow"] == "GET, POST"
+
+
+def test_stats_count_workspace_calls_by_api_and_outcome(fake_clock, sim_client) -> None:
+    from reconciler.simulator import Simulator, load_fleet_data
+
+    sim = Simulator(load_fleet_data({
+        "project_id": "p1", "images": [{"id": "img", "type": "private"}],
+        "desktops": [{"id": "d1", "name": "pc1", "image_id": "img"}],
+        "behaviour": {"rate_limit_per_minute": 60, "rate_limit_burst": 1},
+    }), clock=fake_clock)
+    client = sim_client(sim)
+    assert client.get("/v2/p1/desktops/d1").status_code == 200
+    assert client.get("/v2/p1/desktops/d1").status_code == 429
+    assert client.get("/v2/p1/desktops/detail").status_code == 429
+    stats = client.get("/_simulator/stats").json()
+    assert stats == {"calls": {"list_desktops": {"429": 1}, "show_desktop": {"200": 1, "429": 1}}, "total": 3, "throttled": 2}

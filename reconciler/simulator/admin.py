@@ -84,11 +84,24 @@ class AdminApi:
             if method == "PUT":
                 return self._put_faults(_object(request), now)
             raise self._not_allowed(method, "GET, PUT")
+        if parts == ["stats"]:
+            if method == "GET":
+                return Response(200, self._stats())
+            raise self._not_allowed(method, "GET")
         if parts == ["jobs"]:
             if method == "GET":
                 return Response(200, {"jobs": [render.admin_job(j, now) for j in self.state.jobs.jobs.values()]})
             raise self._not_allowed(method, "GET")
         raise ApiError(404, "SIM.0404", f"no admin API {method} {request.path}")
+
+    def _stats(self) -> dict[str, Any]:
+        """Workspace API calls served so far, by API and outcome (HTTP status or ``dropped``)."""
+        calls: dict[str, dict[str, int]] = {}
+        for (api, outcome), count in sorted(self.state.stats.items()):
+            calls.setdefault(api, {})[outcome] = count
+        total = sum(self.state.stats.values())
+        throttled = sum(n for (_, outcome), n in self.state.stats.items() if outcome == "429")
+        return {"calls": calls, "total": total, "throttled": throttled}
 
     @staticmethod
     def _not_allowed(method: str, allowed: str) -> ApiError:

@@ -119,6 +119,15 @@ class WorkspaceApp:
 
     def _v2(self, request: Request) -> Response:
         route, params = match_route(request.method, request.path)
+        try:
+            response = self._v2_route(request, route, params)
+        except ConnectionDropped:
+            self.state.count(route.name, "dropped")
+            raise
+        self.state.count(route.name, str(response.status))
+        return response
+
+    def _v2_route(self, request: Request, route: Route, params: dict[str, str]) -> Response:
         with self.state.lock:
             faults = draw_faults(self.state.rng_faults, self.state.behaviour)
             latency = self.state.behaviour.latency_seconds

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +59,12 @@ class SimState:
         self.rng_faults = random.Random(f"{seed}:faults")
         self.rng_jobs = random.Random(f"{seed}:jobs")
         self.counters = {"jobs": 0, "requests": 0}
+        # (API name, outcome) -> calls; what benchmarks and "no API call" tests read back.
+        self.stats: Counter[tuple[str, str]] = Counter()
+
+    def count(self, api: str, outcome: str) -> None:
+        with self.lock:
+            self.stats[(api, outcome)] += 1
 
     # --- ids -----------------------------------------------------------------------------------
 
