@@ -54,6 +54,7 @@ class Plan:
     targets: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     ignore_window: bool = False
+    refresh_only: bool = False  # apply --refresh-only: records live images, rebuilds nothing
     journal_digest: str | None = None
     manifest_digest: str = ""
     settings: Settings | None = None
@@ -198,7 +199,12 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "state": {"lineage": plan.lineage, "serial": plan.serial, "journal_digest": plan.journal_digest},
         "manifests": {"digest": plan.manifest_digest},
         "refreshed": plan.refreshed,
-        "options": {"targets": list(plan.targets), "excludes": list(plan.excludes), "ignore_window": plan.ignore_window},
+        "options": {
+            "targets": list(plan.targets),
+            "excludes": list(plan.excludes),
+            "ignore_window": plan.ignore_window,
+            "refresh_only": plan.refresh_only,
+        },
         "settings": settings_to_json(plan.settings) if plan.settings else None,
         "groups": [group_to_json(g) for g in plan.groups],
         "summary": plan.summary(),
@@ -228,6 +234,7 @@ def plan_from_json(document: Any, source: str) -> Plan:
             targets=tuple(options["targets"]),
             excludes=tuple(options["excludes"]),
             ignore_window=options["ignore_window"],
+            refresh_only=options.get("refresh_only", False),
             manifest_digest=document["manifests"]["digest"],
             settings=settings_from_json(document["settings"]) if document["settings"] else None,
             created_at=document["created_at"],

@@ -69,8 +69,9 @@ def review_key(change: Change) -> tuple[int, bool, int, str]:
 
 
 def is_refresh_only(plan: Plan) -> bool:
-    """Only ``apply --refresh-only`` records a live image that differs from the group's."""
-    return any(c.reason is Reason.LIVE_IMAGE for c in plan.changes)
+    """A plan made by ``apply --refresh-only`` (it says so; older plan files are recognised by
+    the live images they record)."""
+    return plan.refresh_only or any(c.reason is Reason.LIVE_IMAGE for c in plan.changes)
 
 
 @dataclass(frozen=True)

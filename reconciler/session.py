@@ -115,7 +115,7 @@ def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceC
         if record is None or record.image_id != live.image_id or record.group != group.name:
             reason = Reason.ALREADY_CURRENT if live.image_id == group.image.id else Reason.LIVE_IMAGE
             changes.append(Change(desktop_id, Action.ADOPT, reason, group.name, live.name, record.image_id if record else None, live.image_id))
-    plan = replace(base, changes=tuple(changes), lineage=snap.disk_lineage, serial=snap.disk_serial,
+    plan = replace(base, changes=tuple(changes), refresh_only=True, lineage=snap.disk_lineage, serial=snap.disk_serial,
                    journal_digest=snap.journal_digest, manifest_digest=manifests.digest,
                    settings=manifests.settings, created_at=now.isoformat(timespec="seconds"))
     return Planned(plan, tuple(observed))
@@ -127,6 +127,13 @@ def _owners(groups: Sequence[DesktopGroup], inventory: Inventory) -> dict[str, D
         for desktop_id in (*group.ids, *inventory.selector_matches.get(group.name, ())):
             owners[desktop_id] = group
     return owners
+
+
+def _journal_lineage(records: Iterable[dict[str, Any]]) -> str | None:
+    """The lineage a killed run gave a state it never got to write. Reusing it keeps every
+    segment of the journal in one lineage: a run killed after writing the state but before
+    removing the journal leaves segments the next run must recognise as its own."""
+    return next((r["lineage"] for r in records if r.get("type") == "begin" and r.get("lineage")), None)
 
 
 class ApplySession:
@@ -142,7 +149,7 @@ class ApplySession:
         self.lock_id = lock_id
         self.now = now
         self.recorder: Recorder | None = None
-        self._lineage = snap.disk_lineage or str(uuid.uuid4())
+        self._lineage = snap.disk_lineage or _journal_lineage(snap.journal) or str(uuid.uuid4())
 
     def check_saved(self, plan: Plan) -> None:
         check_current(plan, self.snap.disk_lineage, self.snap.disk_serial, self.snap.journal_digest)

@@ -173,8 +173,6 @@ def test_refresh_only_adopts_drift_as_the_new_record(world: World) -> None:
     assert world.changes() == {"fin-0001-desk": ("rebuild", "image_changed")}
 
 
-@pytest.mark.xfail(strict=True, reason="apply_cmd/progress render the refresh-only plan without saying it is one: "
-                   "an empty refresh-only plan claims the desktops match the manifests (render.plan_text(refresh_only=True) exists)")
 def test_a_repeated_refresh_only_does_not_claim_the_fleet_matches_the_manifests(world: World) -> None:
     assert world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve").exit_code == 0
     again = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve")

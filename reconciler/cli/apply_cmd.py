@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -48,6 +49,12 @@ def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: Eve
     saved = read_plan(path)
     if saved.settings is None:
         raise ReconcilerError(f"{path} carries no settings and cannot be applied")
+    if not Path(saved.settings.base_dir).is_dir():
+        # Paths in a plan (state, simulator fleet) are relative to where `plan` ran.
+        raise ReconcilerError(
+            f"{path} was made with its manifests at {saved.settings.base_dir!r}, which is not a directory here; "
+            "run `reconciler apply` from the directory `reconciler plan` ran in"
+        )
     store = open_store(saved.settings.state.backend, state_path(saved.settings))
     with apply_session(store, lock_timeout=lock_timeout) as session:
         session.check_saved(saved)

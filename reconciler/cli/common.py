@@ -93,4 +93,6 @@ def target_options(func: F) -> F:
 
 
 def manifest_paths(func: F) -> F:
-    return click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=True, file_okay=True))(func)
+    # Existence is checked by the loader, so a missing path is reported like any manifest
+    # problem (and as JSON diagnostics under validate --json).
+    return click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, file_okay=True))(func)

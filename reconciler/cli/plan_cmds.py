@@ -100,7 +100,7 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
     if as_json:
         out_json(plan_to_json(planned.plan))
     else:
-        out(render.plan_text(planned.plan, style))
+        out(render.plan_text(planned.plan, style), nl=False)
         if out_file:
             out(f"Saved the plan to {out_file}. Apply exactly this plan with: reconciler apply {out_file}")
     if detailed_exitcode and planned.plan.has_changes:
