@@ -25,14 +25,6 @@ from reconciler.model import Settings
 SIMULATED_ENDPOINT = "http://127.0.0.1"
 
 
-def resolve_path(settings: Settings, relative: str) -> Path:
-    return Path(settings.base_dir) / relative
-
-
-def state_path(settings: Settings) -> Path:
-    return resolve_path(settings, settings.state.path)
-
-
 def _limiter(settings: Settings) -> RateLimiter | None:
     rate = settings.api.rate_limit_per_minute
     return RateLimiter(rate) if rate else None
@@ -80,10 +72,10 @@ def embedded_simulator(settings: Settings) -> Iterator[object]:
     """
     from reconciler.simulator import Simulator, load_fleet  # only the embedded mode needs it
 
-    fleet_path = resolve_path(settings, settings.simulator_fleet or "")
+    fleet_path = settings.resolve(settings.simulator_fleet or "")
     if not fleet_path.is_file():
         raise ConfigurationError(f"{settings.source}: simulator fleet {fleet_path} does not exist")
-    saved = state_path(settings).with_name("simulator.json")
+    saved = settings.state_file.with_name("simulator.json")
     saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(saved.with_name("simulator.json.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one command at a time drives the fake cloud

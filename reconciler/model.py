@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from enum import StrEnum
+from pathlib import Path
 
 from reconciler.cloud.models import Desktop
 
@@ -150,6 +151,14 @@ class Settings:
     api: ApiSettings = ApiSettings()
     base_dir: str = "."
     source: Location = Location("<unknown>")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the settings (state, simulator fleet), resolved against ``base_dir``."""
+        return Path(self.base_dir) / relative
+
+    @property
+    def state_file(self) -> Path:
+        return self.resolve(self.state.path)
 
 
 class Action(StrEnum):

@@ -46,30 +46,49 @@ class PlanOptions:
     now: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=timezone.utc))
 
 
-def _members(
-    groups: Sequence[DesktopGroup], state: State, inventory: Inventory | None
-) -> dict[str, DesktopGroup]:
-    """desktop id → the one group that claims it; PlanError for overlaps and missing ids."""
-    claims: dict[str, list[DesktopGroup]] = {}
+def _recorded_by_group(state: State) -> dict[str, list[str]]:
+    recorded: dict[str, list[str]] = {}
+    for desktop_id, record in state.desktops.items():
+        recorded.setdefault(record.group, []).append(desktop_id)
+    return recorded
+
+
+def _claims(group: DesktopGroup, inventory: Inventory | None, recorded: Mapping[str, list[str]]) -> list[str]:
+    """The desktops a group claims: its ids, plus what its selector matched (live, or without
+    a refresh what it matched last time, as the state recorded)."""
+    if group.selector is None:
+        return list(group.ids)
+    if inventory is not None:
+        matched: Iterable[str] = inventory.selector_matches.get(group.name, frozenset())
+    else:
+        matched = recorded.get(group.name, ())
+    return list(dict.fromkeys([*group.ids, *matched]))
+
+
+def _members(groups: Sequence[DesktopGroup], state: State, inventory: Inventory | None) -> dict[str, list[str]]:
+    """group name → the desktops it owns; PlanError for missing ids and desktops two groups
+    claim. One pass over the claims: this runs over every managed desktop on each plan."""
+    recorded = _recorded_by_group(state) if inventory is None and any(g.selector for g in groups) else {}
+    owner: dict[str, DesktopGroup] = {}
+    overlaps: dict[str, list[DesktopGroup]] = {}
     problems: list[str] = []
+    members: dict[str, list[str]] = {}
     for group in groups:
-        claimed = set(group.ids)
         if inventory is not None:
-            missing = [i for i in group.ids if i not in inventory.desktops]
-            problems += [f"{group.source}: group {group.name!r}: desktop {i} not found (missing)" for i in missing]
-            claimed |= inventory.selector_matches.get(group.name, frozenset())
-        elif group.selector is not None:
-            # Without a refresh a selector cannot be evaluated: keep what it matched last time.
-            claimed |= {i for i, r in state.desktops.items() if r.group == group.name}
+            problems += [f"{group.source}: group {group.name!r}: desktop {i} not found (missing)"
+                         for i in group.ids if i not in inventory.desktops]
+        claimed = _claims(group, inventory, recorded)
         for desktop_id in claimed:
-            claims.setdefault(desktop_id, []).append(group)
-    for desktop_id, owners in sorted(claims.items()):
-        if len(owners) > 1:
-            where = " and ".join(f"{g.name!r} ({g.source})" for g in owners)
-            problems.append(f"desktop {desktop_id} is claimed by groups {where}")
+            first = owner.setdefault(desktop_id, group)
+            if first is not group:
+                overlaps.setdefault(desktop_id, [first]).append(group)
+        members[group.name] = claimed
+    for desktop_id in sorted(overlaps):
+        where = " and ".join(f"{g.name!r} ({g.source})" for g in overlaps[desktop_id])
+        problems.append(f"desktop {desktop_id} is claimed by groups {where}")
     if problems:
         raise PlanError(problems)
-    return {desktop_id: owners[0] for desktop_id, owners in claims.items()}
+    return members
 
 
 def decide(group: DesktopGroup, record: DesktopRecord | None, live: Desktop | None, refreshed: bool) -> tuple[Action, Reason] | None:
@@ -129,33 +148,34 @@ def _proven_canaries(group: DesktopGroup, desktop_ids: Iterable[str], state: Sta
     return count
 
 
-def _forgotten(state: State, members: Mapping[str, DesktopGroup]) -> list[Change]:
-    return [
-        Change(
-            desktop_id,
-            Action.FORGET,
-            Reason.REMOVED_FROM_MANIFESTS,
-            record.group,
-            record.name,
-            record.image_id,
-            None,
-        )
-        for desktop_id, record in sorted(state.desktops.items())
-        if desktop_id not in members and not (record.job and record.job.in_progress)
-    ]
+def _forgotten(state: State, members: Mapping[str, Sequence[str]]) -> list[Change]:
+    managed = {desktop_id for ids in members.values() for desktop_id in ids}
+    gone = sorted(
+        desktop_id
+        for desktop_id, record in state.desktops.items()
+        if desktop_id not in managed and not (record.job and record.job.in_progress)
+    )
+    changes = []
+    for desktop_id in gone:
+        record = state.desktops[desktop_id]
+        changes.append(Change(desktop_id, Action.FORGET, Reason.REMOVED_FROM_MANIFESTS, record.group, record.name, record.image_id))
+    return changes
 
 
-def _select(changes: list[Change], options: PlanOptions, groups: Sequence[DesktopGroup], known: set[str]) -> list[Change]:
-    names = {g.name for g in groups} | known
-    unknown = [n for n in (*options.targets, *options.excludes) if n not in names]
+def _select(changes: list[Change], options: PlanOptions, groups: Sequence[DesktopGroup],
+            members: Mapping[str, Sequence[str]], state: State) -> list[Change]:
+    if not (options.targets or options.excludes):
+        return changes
+    names = {g.name for g in groups}
+    known = lambda name: name in names or name in state.desktops or any(name in ids for ids in members.values())  # noqa: E731
+    unknown = [n for n in (*options.targets, *options.excludes) if not known(n)]
     if unknown:
         raise PlanError([f"--target/--exclude {n!r} names no group or desktop" for n in unknown])
+    targets, excludes = set(options.targets), set(options.excludes)
 
     def picked(change: Change) -> bool:
         keys = {change.desktop_id, change.group}
-        if options.targets and not keys & set(options.targets):
-            return False
-        return not keys & set(options.excludes)
+        return (not targets or bool(keys & targets)) and not keys & excludes
 
     return [c for c in changes if picked(c)]
 
@@ -170,17 +190,14 @@ def plan(
     manifests. Raises PlanError when the manifests cannot be reconciled with the fleet."""
     ordered = sorted(groups, key=lambda g: g.name)
     members = _members(ordered, state, inventory)
-    by_group: dict[str, list[str]] = {}
-    for desktop_id, group in members.items():
-        by_group.setdefault(group.name, []).append(desktop_id)
+    live = inventory.desktops if inventory is not None else {}
     changes: list[Change] = []
     for group in ordered:
-        live = inventory.desktops if inventory is not None else {}
-        group_changes = _group_changes(group, by_group.get(group.name, ()), state, inventory)
-        proven = _proven_canaries(group, by_group.get(group.name, ()), state)
+        group_changes = _group_changes(group, members[group.name], state, inventory)
+        proven = _proven_canaries(group, members[group.name], state)
         changes += shape_rollout(group, group_changes, live, options.now, options.ignore_window, proven)
     changes += _forgotten(state, members)
-    changes = _select(changes, options, ordered, set(members) | set(state.desktops))
+    changes = _select(changes, options, ordered, members, state)
     return Plan(
         changes=tuple(changes),
         groups=tuple(ordered),

@@ -6,14 +6,21 @@ import os
 
 import click
 
-from reconciler.cli.apply_cmd import apply
 from reconciler.cli.common import ReconcilerGroup, configure_logging
-from reconciler.cli.plan_cmds import plan, show, validate
-from reconciler.cli.state_cmds import force_unlock, jobs, state
-from reconciler.simulator.cli import simulator
+
+COMMANDS = {
+    "validate": "reconciler.cli.plan_cmds:validate",
+    "plan": "reconciler.cli.plan_cmds:plan",
+    "apply": "reconciler.cli.apply_cmd:apply",
+    "show": "reconciler.cli.plan_cmds:show",
+    "state": "reconciler.cli.state_cmds:state",
+    "jobs": "reconciler.cli.state_cmds:jobs",
+    "force-unlock": "reconciler.cli.state_cmds:force_unlock",
+    "simulator": "reconciler.simulator.cli:simulator",
+}
 
 
-@click.group(cls=ReconcilerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=ReconcilerGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="reconciler")
 @click.option("-C", "--chdir", type=click.Path(exists=True, file_okay=False), help="Run as if started in this directory.")
 def main(chdir: str | None) -> None:
@@ -31,6 +38,3 @@ def main(chdir: str | None) -> None:
     if chdir:
         os.chdir(chdir)
 
-
-for command in (validate, plan, apply, show, state, jobs, force_unlock, simulator):
-    main.add_command(command)

@@ -14,7 +14,7 @@ from reconciler.applier import ApplyOptions, ApplyResult
 from reconciler.cli.common import EXIT_ERROR, err, out, target_options
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
 from reconciler.cli.progress import EventPrinter
-from reconciler.connect import open_client, state_path
+from reconciler.connect import open_client
 from reconciler.errors import ReconcilerError
 from reconciler.plan import Plan, read_plan
 from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, utc_now
@@ -55,7 +55,7 @@ def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: Eve
             f"{path} was made with its manifests at {saved.settings.base_dir!r}, which is not a directory here; "
             "run `reconciler apply` from the directory `reconciler plan` ran in"
         )
-    store = open_store(saved.settings.state.backend, state_path(saved.settings))
+    store = open_store(saved.settings.state.backend, saved.settings.state_file)
     with apply_session(store, lock_timeout=lock_timeout) as session:
         session.check_saved(saved)
         printer.plan(saved)

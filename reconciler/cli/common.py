@@ -4,6 +4,7 @@ Terminal I/O only.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -59,7 +60,24 @@ def configure_logging() -> None:
 class ReconcilerGroup(click.Group):
     """Maps every failure to the exit-code contract (design §4): domain errors and bad usage
     exit 1 with one ``Error:`` line, a held lock exits 3, and nothing prints a traceback unless
-    ``RECONCILER_DEBUG=1``."""
+    ``RECONCILER_DEBUG=1``.
+
+    Subcommands are imported when used (``lazy``: name -> "module:attribute"), so a pre-commit
+    ``validate`` does not pay for the HTTP client and the simulator.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:  # type: ignore[override]
         try:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler import render
 from reconciler.cli.common import EXIT_CHANGES, err, json_option, manifest_paths, out, out_json, style, target_options
-from reconciler.connect import open_client, state_path
 from reconciler.manifest import ManifestError, load_manifests
 from reconciler.model import ManifestSet
 from reconciler.plan import PLAN_KIND, Plan, plan_to_json, read_plan, write_plan
 from reconciler.planner import PlanOptions
-from reconciler.session import Planned, build_plan, snapshot, utc_now
 from reconciler.state import open_store, state_to_json
+
+if TYPE_CHECKING:
+    from reconciler.session import Planned
 
 DIAGNOSTICS_FORMAT_VERSION = 1
 
@@ -27,10 +29,14 @@ def load(paths: tuple[str, ...]) -> ManifestSet:
 
 
 def store_for(manifests: ManifestSet):  # noqa: ANN201 - a StateStore
-    return open_store(manifests.settings.state.backend, state_path(manifests.settings))
+    return open_store(manifests.settings.state.backend, manifests.settings.state_file)
 
 
 def make_plan(manifests: ManifestSet, refresh: bool, options: PlanOptions) -> Planned:
+    # Imported here: the HTTP client and the applier are not needed by validate or show.
+    from reconciler.connect import open_client
+    from reconciler.session import build_plan, snapshot
+
     snap = snapshot(store_for(manifests))
     if not refresh:
         return build_plan(manifests, snap, None, options, options.now)
@@ -70,7 +76,7 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
 def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_window: bool) -> PlanOptions:
     if ignore_window:
         err(style("Warning: ", fg="yellow", bold=True) + "--ignore-window: maintenance windows are ignored")
-    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, now=utc_now())
+    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, now=datetime.now(timezone.utc))
 
 
 @click.command()
@@ -148,6 +154,8 @@ def show(target: str | None, as_json: bool, markdown: bool) -> None:
         return
     if markdown:
         raise click.UsageError("--markdown renders plans; give a PLANFILE")
+    from reconciler.session import snapshot
+
     manifests = load((target,) if target else ())
     state = snapshot(store_for(manifests)).state
     if as_json:

@@ -15,9 +15,10 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema.exceptions import ValidationError, best_match
+if TYPE_CHECKING:  # only imported when a document has problems to explain
+    from jsonschema.exceptions import ValidationError
 
 from reconciler.manifest.problems import PathKey, format_path
 
@@ -167,5 +168,7 @@ def describe(error: ValidationError) -> list[Finding]:
     if handler is not None:
         return handler(error, path)
     if error.context:  # anyOf/oneOf: the branch that came closest says the most
+        from jsonschema.exceptions import best_match
+
         return describe(best_match(error.context))
     return _simple(error, path)

@@ -16,15 +16,16 @@ import math
 import re
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from reconciler.cloud.client import ID_PATTERN
 from reconciler.manifest import fastcheck
+
+if TYPE_CHECKING:  # jsonschema is imported only to explain a document the fast check refused
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_FILES = ("manifest.schema.json", "settings.schema.json")
 # ID_PATTERN is "^...$": its body, once per line, is the pattern of a list of ids.
@@ -40,6 +41,8 @@ def schema(name: str = "manifest.schema.json") -> dict[str, Any]:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, subschema: dict[str, Any]) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if validator.is_type(instance, "string") and not fastcheck.ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -53,13 +56,17 @@ def _finite_number(checker: Any, instance: Any) -> bool:
     return isinstance(instance, (int, float)) and not isinstance(instance, bool) and math.isfinite(instance)
 
 
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    validators={"pattern": _pattern},
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _strict_integer, "number": _finite_number}
-    ),
-)
+@functools.cache
+def _validator_class() -> Any:
+    import jsonschema
+
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        validators={"pattern": _pattern},
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+            {"integer": _strict_integer, "number": _finite_number}
+        ),
+    )
 
 
 def _resource(name: str) -> Resource[Any]:
@@ -78,7 +85,7 @@ def registry() -> Registry[Any]:
 @functools.cache
 def validator() -> Any:
     """The compiled validator for one manifest document (either kind)."""
-    return _Validator(schema(), registry=registry())
+    return _validator_class()(schema(), registry=registry())
 
 
 def ids_acceptable(ids: list[Any]) -> bool:
