@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,6 +22,9 @@ from reconciler.cloud.client import WorkspaceClient, iam_endpoint_for, is_loopba
 from reconciler.cloud.pacing import RateLimiter
 from reconciler.errors import ConfigurationError
 from reconciler.model import Settings
+
+if TYPE_CHECKING:
+    from reconciler.simulator import Simulator
 
 SIMULATED_ENDPOINT = "http://127.0.0.1"
 
@@ -64,7 +68,7 @@ def _digest(path: Path) -> str:
 
 
 @contextmanager
-def embedded_simulator(settings: Settings) -> Iterator[object]:
+def embedded_simulator(settings: Settings) -> Iterator[Simulator]:
     """The simulated cloud of ``simulator.fleet``, continued from where the last command left it.
 
     Its state lives next to reconciler's state (``simulator.json``); editing the fleet file
@@ -93,7 +97,7 @@ def embedded_simulator(settings: Settings) -> Iterator[object]:
             _save(saved, {"fleet_digest": digest, "simulator": simulator.to_dict()})
 
 
-def _save(path: Path, data: dict) -> None:
+def _save(path: Path, data: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, separators=(",", ":"))

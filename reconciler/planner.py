@@ -167,7 +167,10 @@ def _select(changes: list[Change], options: PlanOptions, groups: Sequence[Deskto
     if not (options.targets or options.excludes):
         return changes
     names = {g.name for g in groups}
-    known = lambda name: name in names or name in state.desktops or any(name in ids for ids in members.values())  # noqa: E731
+
+    def known(name: str) -> bool:
+        return name in names or name in state.desktops or any(name in ids for ids in members.values())
+
     unknown = [n for n in (*options.targets, *options.excludes) if not known(n)]
     if unknown:
         raise PlanError([f"--target/--exclude {n!r} names no group or desktop" for n in unknown])

@@ -110,6 +110,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
     is_saved = len(paths) == 1 and is_plan_file(paths[0])
     if as_json and not (auto_approve or is_saved):
         raise click.UsageError("apply --json cannot ask for confirmation: add --auto-approve, or apply a saved plan")
+    result: ApplyResult | None
     if is_saved:
         if targets or excludes or refresh_only or ignore_window:
             raise click.UsageError("a saved plan is applied as it is: --target, --exclude, --refresh-only and --ignore-window belong to `plan`")
@@ -120,7 +121,6 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
         result = _apply_fresh(paths, args, printer)
         if result is None:
             printer({"event": "summary", "ok": True, "rebuilds_submitted": 0, "at": utc_now().isoformat(timespec="seconds")})
-            return
-    if not result.ok:
+    if result is not None and not result.ok:
         raise SystemExit(EXIT_ERROR)
 

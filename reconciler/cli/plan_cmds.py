@@ -16,7 +16,7 @@ from reconciler.manifest import ManifestError, load_manifests
 from reconciler.model import ManifestSet
 from reconciler.plan import PLAN_KIND, Plan, plan_to_json, read_plan, write_plan
 from reconciler.planner import PlanOptions
-from reconciler.state import open_store, state_to_json
+from reconciler.state import StateStore, open_store, state_to_json
 
 if TYPE_CHECKING:
     from reconciler.session import Planned
@@ -28,7 +28,7 @@ def load(paths: tuple[str, ...]) -> ManifestSet:
     return load_manifests(list(paths) or ["."])
 
 
-def store_for(manifests: ManifestSet):  # noqa: ANN201 - a StateStore
+def store_for(manifests: ManifestSet) -> StateStore:
     return open_store(manifests.settings.state.backend, manifests.settings.state_file)
 
 

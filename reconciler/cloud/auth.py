@@ -164,7 +164,7 @@ class PasswordAuth(httpx.Auth):
         return None
 
     def _accept_token(self, response: httpx.Response) -> str:
-        token = response.headers.get("X-Subject-Token")
+        token: str | None = response.headers.get("X-Subject-Token")
         if response.status_code not in (200, 201) or not token:
             raise AuthFailure(
                 f"IAM refused the password of user {self._user!r} in domain {self._domain!r}",
