@@ -19,12 +19,13 @@ from typing import Any
 
 from reconciler.cloud import errors
 from reconciler.cloud.client import WorkspaceClient
+from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change
 from reconciler.plan import Plan
 from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown, utc_now_text
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state import State, StateBuilder, StateStore
-from reconciler.waves import GroupRun, RebuildBatch, make_batches, new_batch_id, request_for
+from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
 # Statuses of a desktop that let a rebuild through; anything else answers 409.
 REBUILDABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
@@ -329,30 +330,35 @@ class Applier:
         """Settle calls whose answer was lost; desktops they never reached go out again."""
         self._resolve_rounds += 1
         unknown = [d for r in runs for d, j in r.in_flight.items() if j is None]
-        live = {}
+        live: dict[str, Desktop] = {}
         for start in range(0, len(unknown), IDS_PER_CALL):
             live.update((d.id, d) for d in self.client.iter_desktops(desktop_id=unknown[start:start + IDS_PER_CALL]))
         record = resolve_unknown(self.client, self.recorder.state(), live, self.recorder.now())
-        if record is None:
-            return
-        self.recorder.record(record)
+        if record is not None:
+            self.recorder.record(record)
+        self._settle_lost(runs)
+
+    def _settle_lost(self, runs: Sequence[GroupRun]) -> None:
+        """Follow each lost call's desktops to what the state now knows of them, whichever
+        record settled it. A lookup can run while another call is still on the wire and find
+        that call's job before its own answer is lost: the state then has the job, and no later
+        resolution will name those desktops again."""
+        state = self.recorder.state()
         for run in runs:
             resend = []
-            for desktop_id, found in record["desktops"].items():
-                if run.in_flight.get(desktop_id, "absent") is not None:
-                    continue
-                if found.get("job_id"):
-                    run.in_flight[desktop_id] = found["job_id"]
-                    self.result.submitted[desktop_id] = found["job_id"]
+            for desktop_id in [d for d, j in run.in_flight.items() if j is None]:
+                record = state.desktops.get(desktop_id)
+                job = record.job if record is not None else None
+                if job is not None and job.status == "UNKNOWN":
+                    continue  # not settled yet: looked at again at the next poll
+                if job is not None and job.id:
+                    run.in_flight[desktop_id] = job.id
+                    self.result.submitted[desktop_id] = job.id
                 else:
                     del run.in_flight[desktop_id]
                     resend.append(desktop_id)
             if resend:
-                self._resend(run, resend)
-
-    def _resend(self, run: GroupRun, desktop_ids: list[str]) -> None:
-        batch = RebuildBatch(new_batch_id(), run.name, MAIN_WAVE, request_for(run.group, desktop_ids), attempt=2)
-        run.requeue(batch)
+                run.resend(resend)
 
     def _progress(self, runs: Sequence[GroupRun]) -> None:
         total = sum(len(r.started) for r in runs)

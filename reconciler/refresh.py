@@ -19,6 +19,7 @@ from reconciler.cloud.models import REBUILD_JOB_TYPE, Desktop, SubJob
 from reconciler.model import DesktopGroup
 from reconciler.planner import Inventory
 from reconciler.state import State
+from reconciler.state.state import aggregate_status
 
 # Ids per ``desktop_id`` filter: keeps the request line of a GET far below gateway URL limits.
 IDS_PER_CALL = 100
@@ -145,7 +146,7 @@ def resolve_unknown(
         sub = subs.get(desktop_id)
         began = _parse_job_time(sub.begin_time) if sub else None
         if sub is not None and (began is None or began >= sent - CLOCK_SLACK):
-            found[desktop_id] = {"job_id": sub.job_id, "status": sub.status}
+            found[desktop_id] = {"job_id": sub.job_id, "status": sub.status, "fail_reason": sub.fail_reason or None}
         elif desktop_id in live and not live[desktop_id].is_rebuilding:
             found[desktop_id] = {"job_id": None}
         # else: busy without a sub-job we can see yet; stays UNKNOWN until the next look.
@@ -194,12 +195,3 @@ def job_totals(state: State, seen: Mapping[str, Mapping[str, Any]]) -> dict[str,
         if statuses:
             totals[job_id] = aggregate_status(statuses)
     return totals
-
-
-def aggregate_status(statuses: Iterable[str]) -> str:
-    values = set(statuses)
-    if values <= {"SUCCESS"}:
-        return "SUCCESS"
-    if values <= {"SUCCESS", "FAILED"}:
-        return "FAILED"
-    return "RUNNING" if "RUNNING" in values or "SUCCESS" in values or "FAILED" in values else "WAITING"

@@ -15,6 +15,7 @@ from typing import Any
 
 from reconciler.applier import Applier, ApplyOptions, ApplyResult, Emit, Recorder
 from reconciler.cloud.client import WorkspaceClient
+from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup, ManifestSet, Reason
 from reconciler.plan import Plan, check_current
 from reconciler.planner import Inventory, PlanOptions, plan as make_plan
@@ -45,12 +46,36 @@ def snapshot(store: StateStore) -> Snapshot:
     return Snapshot(fold(disk, records), disk.lineage, disk.serial, store.journal_digest(), records)
 
 
-def _in_progress_live(client: WorkspaceClient, state: State) -> dict:
-    ids = sorted(i for i, r in state.desktops.items() if r.job is not None and r.job.in_progress)
-    live = {}
+def _in_progress_live(client: WorkspaceClient, state: State) -> dict[str, Desktop]:
+    return _live(client, sorted(i for i, r in state.desktops.items() if r.job is not None and r.job.in_progress))
+
+
+def _live(client: WorkspaceClient, ids: Sequence[str]) -> dict[str, Desktop]:
+    live: dict[str, Desktop] = {}
     for start in range(0, len(ids), IDS_PER_CALL):
         live.update((d.id, d) for d in client.iter_desktops(desktop_id=ids[start:start + IDS_PER_CALL]))
     return live
+
+
+def let_lost_calls_land(state: State, timeout: float, clock: Clock = utc_now, sleep: Callable[[float], None] = time.sleep) -> float:
+    """Before anything live is read: give rebuild calls whose answer was lost time to reach the
+    service; return the seconds waited.
+
+    A run killed just after sending a call leaves the request on its way: looked up at once, it
+    shows no sub-job and no busy desktop, and would be sent again. So the lookup waits until
+    every lost call is as old as the client's timeout — as long as the dead run would have
+    waited for its answer. Journal times are whole seconds, rounded down: one more second keeps
+    the wait whole. Only a run that starts right after a crash ever waits.
+    """
+    sent = [r.job.submitted_at for r in state.desktops.values() if r.job is not None and r.job.status == "UNKNOWN"]
+    if not sent:
+        return 0.0
+    youngest = max(datetime.fromisoformat(at) for at in sent)
+    wait = min((youngest - clock()).total_seconds() + timeout + 1.0, timeout + 1.0)
+    if wait <= 0:
+        return 0.0
+    sleep(wait)
+    return wait
 
 
 def observations(client: WorkspaceClient, state: State, live: dict, now: datetime) -> list[dict[str, Any]]:
@@ -82,6 +107,7 @@ def build_plan(
     """Plan against the snapshot; with a client, refresh from the live fleet first."""
     state, inventory, observed = snap.state, None, []
     if client is not None:
+        let_lost_calls_land(state, client.timeout)
         inventory = read_inventory(client, manifests.groups, state)
         observed = observations(client, state, dict(inventory.desktops), now)
         state = fold(state, observed)
@@ -102,6 +128,7 @@ def build_plan(
 
 def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceClient, now: datetime) -> Planned:
     """A plan that records every managed desktop's live image (and rebuilds nothing)."""
+    let_lost_calls_land(snap.state, client.timeout)
     inventory = read_inventory(client, manifests.groups, snap.state)
     observed = observations(client, snap.state, dict(inventory.desktops), now)
     state = fold(snap.state, observed)
@@ -174,6 +201,7 @@ class ApplySession:
         """Bring unfinished jobs up to date (in-flight limits need it); return how many
         desktops are still being rebuilt."""
         state = self.current()
+        let_lost_calls_land(state, client.timeout)
         live = _in_progress_live(client, state)
         records = observations(client, state, live, self.now())
         if records:

@@ -97,10 +97,12 @@ class GroupRun:
     started: set[str] = field(default_factory=set)  # desktops this run submitted
     canaries_passed: int = 0
     events: list[dict[str, object]] = field(default_factory=list)  # drained by the applier
+    names: dict[str, str] = field(default_factory=dict)  # desktop id -> computer name, for resends
 
     def __post_init__(self) -> None:
         self.queue = deque(self.canary)
         self.canary_ids = {i for b in self.canary for i in b.desktop_ids}
+        self.names = {i: n for b in (*self.canary, *self.main) for i, n in b.names}
         if self.canary:
             self._wave_started(CANARY_WAVE, self.canary)
         else:
@@ -170,14 +172,28 @@ class GroupRun:
         self.advance()
 
     def requeue(self, batch: RebuildBatch) -> None:
-        """Send these desktops again (the rest of a refused batch, or a lost call's desktops)."""
+        """Send these desktops again (the rest of a refused batch, or a lost call's desktops).
+        A main-wave batch that comes back before the canaries passed waits with the rest of the
+        main wave; a canary batch reopens the canary wave."""
         if self.phase is Phase.HALTED:
+            return
+        if batch.wave == MAIN_WAVE and self.phase in (Phase.CANARY, Phase.CANARY_WAIT):
+            self.main.insert(0, batch)
             return
         if self.phase is Phase.DONE:
             self.phase = Phase.MAIN
-        if self.phase is Phase.CANARY_WAIT and batch.wave == CANARY_WAVE:
+        if self.phase is Phase.CANARY_WAIT:
             self.phase = Phase.CANARY
         self.queue.appendleft(batch)
+
+    def resend(self, desktop_ids: Sequence[str]) -> None:
+        """Desktops of lost calls that the service never processed: they go out again in the
+        wave they belong to, so a lost canary call still gates the main wave."""
+        for wave in (MAIN_WAVE, CANARY_WAVE):  # requeue puts each in front: canaries go first
+            ids = [i for i in desktop_ids if (i in self.canary_ids) == (wave == CANARY_WAVE)]
+            if ids:
+                names = tuple((i, self.names[i]) for i in ids if i in self.names)
+                self.requeue(RebuildBatch(new_batch_id(), self.name, wave, request_for(self.group, ids), names, attempt=2))
 
     def finished_rebuilds(self, outcomes: dict[str, str]) -> list[str]:
         """Record finished sub-jobs (desktop id -> SUCCESS/FAILED); return this run's failures."""

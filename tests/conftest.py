@@ -14,6 +14,22 @@ from reconciler.cloud.signing import DATE_HEADER, format_sdk_date, sign
 from reconciler.simulator import Simulator
 
 CLOCK_START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+# Lines the crash and fault harnesses print at the end of every run (seeds, trials, figures).
+HARNESS_LINES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def harness_report(request: pytest.FixtureRequest) -> list[str]:
+    """Append lines here to have them shown in the terminal summary, even without ``-s``."""
+    return request.config.stash.setdefault(HARNESS_LINES, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(HARNESS_LINES, [])
+    if lines:
+        terminalreporter.section("crash and fault harnesses")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 class FakeClock:

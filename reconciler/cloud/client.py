@@ -170,6 +170,7 @@ class WorkspaceClient:
         self.project_id = validate_id("project id", project_id)
         self.retry = retry or RetryPolicy()
         self.rate_limiter = rate_limiter
+        self.timeout = timeout  # seconds one request may take; also how long a lost call may be in flight
         self._http = httpx.Client(
             auth=auth,
             transport=transport,

@@ -22,6 +22,7 @@ from reconciler.state.state import State, StateError, state_from_json, state_to_
 from reconciler.state.store import LockInfo, LockMismatch, StateLocked, StateStore
 
 LOCK_POLL_SECONDS = 0.2
+TAIL_CHUNK = 1 << 16
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -92,8 +93,15 @@ class LocalStateStore(StateStore):
                 time.sleep(LOCK_POLL_SECONDS)
                 continue
             if self._same_file(fd):
+                self._remove_stale_temps()
                 return self._claim(fd, operation)
             os.close(fd)  # the file was replaced (force-unlock) between open and flock: retry
+
+    def _remove_stale_temps(self) -> None:
+        """Temp states of writers killed before their rename: only a lock holder writes, so
+        with the lock held, any that exist are dead copies (of the state, mode 0600)."""
+        for stale in self.path.parent.glob(self.path.name + ".*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _same_file(self, fd: int) -> bool:
         try:
@@ -158,10 +166,32 @@ class LocalStateStore(StateStore):
     def append(self, record: Mapping[str, Any]) -> None:
         if self._journal_fd is None:
             self._ensure_dir()
-            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            self._cut_torn_tail(self._journal_fd)
         line = json.dumps(record, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
-        os.write(self._journal_fd, line)
+        written = 0
+        while written < len(line):  # a short write (a full disk) must not pass for a record
+            written += os.write(self._journal_fd, line[written:])
         os.fsync(self._journal_fd)
+
+    @staticmethod
+    def _cut_torn_tail(fd: int) -> None:
+        """Drop a last record a killed run was still writing (a kill can cut a multi-page write
+        short). ``replay`` already ignores it, and its run never acted on it; appending after it
+        would glue the next record to it and make the journal unreadable for every later run."""
+        end = os.fstat(fd).st_size
+        if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+            return
+        keep, position = 0, end
+        while position > 0:  # find the last complete record, reading backwards
+            start = max(0, position - TAIL_CHUNK)
+            newline = os.pread(fd, position - start, start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            position = start
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
 
     def replay(self) -> list[dict[str, Any]]:
         try:

@@ -267,35 +267,48 @@ class StateBuilder:
         self._pending.pop(r["batch_id"], None)
 
     def _on_resolved(self, r: Mapping[str, Any]) -> None:
-        """An UNKNOWN desktop looked up live: ``job_id`` found, or null when not processed."""
+        """An UNKNOWN desktop looked up live: ``job_id`` found (with the sub-job's status then),
+        or null when the call never reached it."""
         for desktop_id, found in r["desktops"].items():
             record = self.desktops.get(desktop_id)
             if record is None or record.job is None or record.job.status != "UNKNOWN":
                 continue
-            if found.get("job_id"):
-                job = replace(record.job, id=found["job_id"], status=found.get("status", "SUBMITTED"))
-                self._touch(desktop_id, r["at"], job=job)
-                self._ledger_add(found["job_id"], record, desktop_id)
-            else:
+            if not found.get("job_id"):
                 self._touch(desktop_id, r["at"], job=None)
+                continue
+            self._touch(desktop_id, r["at"], job=replace(record.job, id=found["job_id"], status="SUBMITTED"))
+            # A lost call's job has often finished by the time it is found: its status must
+            # count exactly as an observed one (a SUCCESS confirms the image), or the next plan
+            # sees a desktop on the desired image it never recorded and adopts it, dropping the job.
+            self._observed(desktop_id, {**found, "status": found.get("status", "SUBMITTED")}, r["at"])
+            self._ledger_add(found["job_id"], desktop_id, r["at"])
 
-    def _ledger_add(self, job_id: str, record: DesktopRecord, desktop_id: str) -> None:
-        assert record.job is not None
+    def _ledger_add(self, job_id: str, desktop_id: str, at: str) -> None:
+        """Add a resolved desktop to its job in the ledger, whose status follows its desktops'."""
+        job = self.desktops[desktop_id].job
+        assert job is not None
         known = self.jobs.get(job_id)
         ids = tuple(sorted({*known.desktop_ids, desktop_id})) if known else (desktop_id,)
-        self.jobs[job_id] = JobRecord(job_id, record.group, record.job.image_id, ids, record.job.submitted_at)
+        statuses = [d.job.status for i in ids if (d := self.desktops.get(i)) and d.job and d.job.id == job_id]
+        status = "SUBMITTED" if set(statuses) <= {"SUBMITTED"} else aggregate_status(statuses)
+        finished = at if status in FINISHED_STATUSES else None
+        self.jobs[job_id] = JobRecord(job_id, self.desktops[desktop_id].group, job.image_id, ids, job.submitted_at, status, finished)
+
+    def _observed(self, desktop_id: str, seen: Mapping[str, Any], at: str) -> None:
+        """One desktop's sub-job seen in ``status``; a SUCCESS confirms the job's image."""
+        record = self.desktops.get(desktop_id)
+        if record is None or record.job is None or record.job.id != seen["job_id"]:
+            return
+        status = seen["status"]
+        finished = at if status in FINISHED_STATUSES else None
+        job = replace(record.job, status=status, finished_at=finished, fail_reason=seen.get("fail_reason"))
+        image = record.job.image_id if status == "SUCCESS" else record.image_id
+        self._touch(desktop_id, at, job=job, image_id=image)
 
     def _on_job_status(self, r: Mapping[str, Any]) -> None:
         """Observed sub-job statuses: ``{"desktops": {id: {job_id, status, fail_reason}}}``."""
         for desktop_id, seen in r["desktops"].items():
-            record = self.desktops.get(desktop_id)
-            if record is None or record.job is None or record.job.id != seen["job_id"]:
-                continue
-            status = seen["status"]
-            finished = r["at"] if status in FINISHED_STATUSES else None
-            job = replace(record.job, status=status, finished_at=finished, fail_reason=seen.get("fail_reason"))
-            image = record.job.image_id if status == "SUCCESS" else record.image_id
-            self._touch(desktop_id, r["at"], job=job, image_id=image)
+            self._observed(desktop_id, seen, r["at"])
         for job_id, status in (r.get("jobs") or {}).items():
             if job_id in self.jobs:
                 finished = r["at"] if status in FINISHED_STATUSES else None
@@ -311,6 +324,16 @@ class StateBuilder:
 
     def _on_end(self, r: Mapping[str, Any]) -> None:
         """Marks a run that finished its work; nothing to fold."""
+
+
+def aggregate_status(statuses: Iterable[str]) -> str:
+    """A job's overall status from its desktops' sub-job statuses."""
+    values = set(statuses)
+    if values <= {"SUCCESS"}:
+        return "SUCCESS"
+    if values <= {"SUCCESS", "FAILED"}:
+        return "FAILED"
+    return "RUNNING" if "RUNNING" in values or "SUCCESS" in values or "FAILED" in values else "WAITING"
 
 
 def fold(state: State, records: Iterable[Mapping[str, Any]]) -> State:
