@@ -34,6 +34,10 @@ MAX_ATTEMPTS_PER_DESKTOP = 3
 MAX_RESOLVE_ROUNDS = 3
 
 Emit = Callable[[dict[str, Any]], None]
+# Consecutive failed looks at the jobs (each after the client's retries) before apply gives up.
+MAX_POLL_FAILURES = 5
+# Journal records that mark a run's start and end and change nothing in the state.
+RUN_MARKERS = frozenset({"begin", "end"})
 
 
 class Recorder:
@@ -45,6 +49,7 @@ class Recorder:
         self._builder = StateBuilder(state)
         self._lock = threading.Lock()
         self.now = now
+        self.changed = False  # anything besides run markers recorded: the state must be written
 
     def at(self) -> str:
         return utc_now_text(self.now())
@@ -53,6 +58,7 @@ class Recorder:
         with self._lock:
             self._store.append(record)
             self._builder.apply(record)
+            self.changed = self.changed or record.get("type") not in RUN_MARKERS
 
     def state(self) -> State:
         with self._lock:
@@ -121,6 +127,7 @@ class Applier:
         self.result = ApplyResult()
         self._emit_lock = threading.Lock()
         self._resolve_rounds = 0
+        self._poll_failures = 0
 
     def emit(self, event: dict[str, Any]) -> None:
         with self._emit_lock:
@@ -206,9 +213,23 @@ class Applier:
             else:
                 self._sleep(max(0.0, self.options.poll_interval - (time.monotonic() - last_poll)))
             if watched and time.monotonic() - last_poll >= self.options.poll_interval:
-                self._poll(watched)
+                self._poll_patiently(watched)
                 last_poll = time.monotonic()
             self._drain_events(runs)
+
+    def _poll_patiently(self, runs: Sequence[GroupRun]) -> None:
+        """A look at the jobs that fails (after the client's own retries) is tried again at the
+        next poll: one bad stretch must not abort a long rollout. Only a run of failures, or
+        refused credentials, ends the apply; nothing is lost, a later run picks the jobs up."""
+        try:
+            self._poll(runs)
+        except errors.WorkspaceError as exc:
+            self._poll_failures += 1
+            if isinstance(exc, errors.AuthFailure) or self._poll_failures >= MAX_POLL_FAILURES:
+                raise
+            self.emit({"event": "poll_failed", "error": str(exc), "failures": self._poll_failures})
+            return
+        self._poll_failures = 0
 
     def _waits(self, run: GroupRun) -> bool:
         return self.options.wait if self.options.wait is not None else run.group.rollout.wait

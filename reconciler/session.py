@@ -215,7 +215,12 @@ class ApplySession:
         return result
 
     def finish(self) -> State | None:
-        if self.recorder is None and not self.snap.journal:
+        """Write the state if the run changed it (or recovered a journal). A run that changed
+        nothing leaves the serial as it was, so the saved plans of open reviews stay valid."""
+        changed = self.recorder is not None and self.recorder.changed
+        if not changed and not self.snap.journal:
+            if self.recorder is not None:
+                self.store.discard()  # only this run's begin/end markers
             return None
         base = self.recorder.state() if self.recorder else self.snap.state
         final = base.next_version(self._lineage)

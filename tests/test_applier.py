@@ -202,3 +202,25 @@ def test_max_in_flight_is_never_exceeded(world) -> None:
     for accepted, _ in spans:
         running = sum(1 for a, f in spans if a <= accepted and (f is None or f > accepted))
         assert running <= 4
+
+
+class FailingSubJobReads(httpx.BaseTransport):
+    """Answers the first ``count`` sub-job reads with HTTP 500, then lets them through."""
+
+    def __init__(self, inner: httpx.BaseTransport, count: int) -> None:
+        self.inner, self.count = inner, count
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/workspace-sub-jobs") and self.count > 0:
+            self.count -= 1
+            return httpx.Response(500, json={"error_code": "WKS.00010500", "error_msg": "busy backend"})
+        return self.inner.handle_request(request)
+
+
+def test_a_failed_look_at_the_jobs_is_tried_again_at_the_next_poll(world) -> None:
+    w = world(count=4)
+    w.inner = FailingSubJobReads(w.sim.transport(), count=4)  # one whole poll (3 attempts), then one more
+    result = w.apply(group(), wait=True)
+    assert result.ok and len(result.succeeded) == 4
+    failed_polls = events_of(w, "poll_failed")
+    assert len(failed_polls) == 1 and "busy backend" in failed_polls[0]["error"]

@@ -358,8 +358,6 @@ def test_plan_json_is_the_plan_file_in_one_step(repo: Repository) -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.xfail(strict=True, reason="session.ApplySession: an apply with nothing to do still journals a 'begin' "
-                   "and writes state serial+1, which makes every open pull request's saved plan stale")
 def test_an_apply_with_nothing_to_do_keeps_open_plans_valid(repo: Repository) -> None:
     env = {"HW_ACCESS_KEY": AK, "HW_SECRET_KEY": SK}
     manifests = str(repo.workspace / "manifests")

@@ -154,3 +154,15 @@ def test_json_needs_auto_approve(tmp_path, serve_fleet, reconciler_command, flag
     write_manifests(tmp_path / "m", served.url, {"apps": {}})
     result = cli(reconciler_command, "apply", "m", flag, cwd=tmp_path)
     assert result.returncode == 1 and "--auto-approve" in result.stderr
+
+
+def test_apply_wait_also_waits_for_rebuilds_left_running(tmp_path, serve_fleet, reconciler_command) -> None:
+    served = serve_fleet(fleet(desktops("a", 4, "apps"), job_seconds=1.0))
+    write_manifests(tmp_path / "m", served.url, {"apps": {}})
+    assert cli(reconciler_command, "apply", "m", "--auto-approve", cwd=tmp_path).returncode == 0
+    # Nothing to send now, only running jobs: --wait follows them to the end.
+    waited = cli(reconciler_command, "apply", "m", "--auto-approve", "--wait", cwd=tmp_path)
+    assert waited.returncode == 0, waited.stderr
+    state = json.loads((tmp_path / "m" / ".reconciler" / "state.json").read_text())
+    assert {j["status"] for j in state["jobs"].values()} == {"SUCCESS"}
+    assert {d["job"]["status"] for d in state["desktops"].values()} == {"SUCCESS"}

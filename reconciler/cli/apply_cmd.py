@@ -17,7 +17,7 @@ from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
 from reconciler.errors import ReconcilerError
 from reconciler.plan import Plan, read_plan
-from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, utc_now
+from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, track_jobs, utc_now
 from reconciler.state import open_store
 
 
@@ -31,8 +31,17 @@ def _confirm(auto_approve: bool) -> bool:
     return answer.strip() == "yes"
 
 
+def _finish_running(session: ApplySession, client: Any, plan: Plan, printer: EventPrinter) -> None:
+    """``--wait`` also waits for rebuilds still running from earlier runs (the plan's ``wait``
+    entries): an explicit wait ends with nothing in progress."""
+    assert plan.settings is not None
+    track_jobs(session, client, wait=True, poll_interval=plan.settings.api.poll_interval_seconds, emit=printer)
+
+
 def _execute(session: ApplySession, plan: Plan, client: Any, options: ApplyOptions, printer: EventPrinter) -> ApplyResult:
     result = session.execute(plan, client, options, printer)
+    if options.wait:
+        _finish_running(session, client, plan, printer)
     printer({"event": "summary", **result.summary(), "ok": result.ok, "at": utc_now().isoformat(timespec="seconds")})
     if not printer.as_json:
         out(render.apply_summary(result.summary(), result.halted, result.failed), nl=False)
@@ -76,6 +85,8 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
             printer.plan(planned.plan)
             if not planned.plan.has_changes:
                 session.record(planned.observed)  # jobs seen finished are still worth recording
+                if args["wait"]:
+                    _finish_running(session, client, planned.plan, printer)
                 return None
             if not _confirm(args["auto_approve"]):
                 err("Apply cancelled.")
