@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from reconciler.cloud.auth import AkSkAuth, credentials_from_env
-from reconciler.cloud.client import WorkspaceClient, iam_endpoint_for, is_loopback, region_endpoint, validate_endpoint
+from reconciler.cloud.client import WorkspaceClient
+from reconciler.cloud.endpoints import endpoint_host, iam_endpoint_for, is_loopback, region_endpoint, validate_endpoint
 from reconciler.cloud.pacing import RateLimiter
 from reconciler.errors import ConfigurationError
 from reconciler.model import Settings
@@ -40,7 +41,7 @@ def _iam_endpoint(settings: Settings, endpoint: str, env: Mapping[str, str]) -> 
     if settings.region:
         return iam_endpoint_for(settings.region)
     # A loopback endpoint is a served simulator, which also answers IAM.
-    return endpoint if is_loopback(httpx.URL(endpoint).host) else iam_endpoint_for(None)
+    return endpoint if is_loopback(endpoint_host(endpoint)) else iam_endpoint_for(None)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from reconciler.cloud.models import Desktop
 
@@ -88,9 +89,9 @@ class Selector:
     image_id: str | None = None
     name: str | None = None  # glob on computer_name
 
-    def api_filters(self) -> dict[str, object]:
+    def api_filters(self) -> dict[str, Any]:
         """The criteria ``desktops/detail`` can filter on server-side."""
-        filters: dict[str, object] = {}
+        filters: dict[str, Any] = {}
         if self.tags:
             filters["tag"] = dict(self.tags)
         for key in ("pool_id", "enterprise_project_id", "image_id"):

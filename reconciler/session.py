@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -78,7 +78,7 @@ def let_lost_calls_land(state: State, timeout: float, clock: Clock = utc_now, sl
     return wait
 
 
-def observations(client: WorkspaceClient, state: State, live: dict, now: datetime) -> list[dict[str, Any]]:
+def observations(client: WorkspaceClient, state: State, live: Mapping[str, Desktop], now: datetime) -> list[dict[str, Any]]:
     """Journal records for lost calls resolved and unfinished jobs observed, in order."""
     records = []
     resolved = resolve_unknown(client, state, live, now)

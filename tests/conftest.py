@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable, Generator
 from datetime import datetime, timezone
@@ -102,7 +103,7 @@ def reconciler_command() -> list[str]:
 class ServedSimulator:
     """`reconciler simulator serve` running in a subprocess on a free loopback port."""
 
-    def __init__(self, process: "subprocess.Popen[str]", url: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
         self.process = process
         self.url = url
         self.admin = httpx.Client(base_url=url, timeout=10)
@@ -122,7 +123,6 @@ class ServedSimulator:
 @pytest.fixture
 def serve_fleet(tmp_path: Path, reconciler_command: list[str]) -> Generator[Callable[[dict], ServedSimulator], None, None]:
     """Factory: serve a fleet (a dict in the fleet-file format) and return its handle."""
-    import subprocess
 
     import yaml
 

@@ -57,7 +57,7 @@ def assert_clean(texts: list[str], workdir: Path) -> None:
 
 def test_canary_secrets_stay_out_of_everything(tmp_path: Path, serve_fleet, reconciler_command: list[str]) -> None:
     served = serve_fleet(fleet())
-    root = manifests(tmp_path / "m", served.url)
+    manifests(tmp_path / "m", served.url)
     aksk = {"HW_ACCESS_KEY": "AKCANARY0001", "HW_SECRET_KEY": SK_CANARY, "HW_SECURITY_TOKEN": SECURITY_TOKEN_CANARY,
             "HW_PASSWORD": PASSWORD_CANARY, "HW_AUTH_TOKEN": TOKEN_CANARY}
     outputs: list[str] = []

@@ -8,30 +8,31 @@ that never carried the request; a rebuild whose answer was lost is reported as
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
 from reconciler.cloud import errors
+from reconciler.cloud.endpoints import (  # noqa: F401 - re-exported: the client's public helpers
+    ID_PATTERN,
+    iam_endpoint_for,
+    is_loopback,
+    region_endpoint,
+    validate_endpoint,
+)
 from reconciler.cloud.models import Desktop, DesktopPage, Job, RebuildRequest, SubJob
 from reconciler.cloud.pacing import RateLimiter, RetryPolicy, parse_retry_after
 from reconciler.cloud.signing import canonical_query
-from reconciler.errors import ConfigurationError
 
 log = logging.getLogger("reconciler.cloud")
 
 USER_AGENT = "reconciler/0.1"
 DESKTOP_PAGE_LIMIT = 500
 SUB_JOB_PAGE_LIMIT = 1000
-# Desktop, job and project ids are UUID-like; anything else (``/``, ``?``, ``,``, spaces) must
-# never reach a URL path or a comma-separated filter.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$")
 DESKTOP_FILTERS = frozenset(
     {"desktop_id", "tag", "image_id", "pool_id", "status", "computer_name", "enterprise_project_id", "user_name"}
 )
@@ -47,40 +48,6 @@ STATUS_ERRORS: dict[int, type[errors.WorkspaceError]] = {
 }
 # A gateway that timed out waiting for the service cannot say whether the service acted.
 GATEWAY_UNSURE = frozenset({502, 504})
-
-
-def region_endpoint(region: str) -> str:
-    return f"https://workspace.{region}.myhuaweicloud.com"
-
-
-def iam_endpoint_for(region: str | None) -> str:
-    return f"https://iam.{region}.myhuaweicloud.com" if region else "https://iam.myhuaweicloud.com"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def validate_endpoint(endpoint: str) -> str:
-    """Return the endpoint without a trailing slash; https only, plain http for loopback."""
-    try:
-        url = httpx.URL(endpoint)
-    except httpx.InvalidURL as exc:
-        raise ConfigurationError(f"invalid endpoint {endpoint!r}: {exc}") from None
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"invalid endpoint {endpoint!r}: expected https://host[:port]")
-    if url.scheme == "http" and not is_loopback(url.host):
-        raise ConfigurationError(
-            f"refusing plain http for {url.host}: use https (plain http is allowed only on loopback)"
-        )
-    if url.userinfo or url.query or url.path not in ("", "/"):
-        raise ConfigurationError(f"invalid endpoint {endpoint!r}: give only scheme, host and port")
-    return endpoint.rstrip("/")
 
 
 def validate_id(kind: str, value: str) -> str:
@@ -134,7 +101,8 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
 
 
 def _request_id(response: httpx.Response) -> str | None:
-    return response.headers.get("X-Request-Id") or response.headers.get("X-Openstack-Request-Id")
+    request_id: str | None = response.headers.get("X-Request-Id") or response.headers.get("X-Openstack-Request-Id")
+    return request_id
 
 
 def error_from_response(response: httpx.Response, what: str) -> errors.WorkspaceError:

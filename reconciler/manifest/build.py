@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.cloud.client import validate_endpoint
+from reconciler.cloud.endpoints import validate_endpoint
 from reconciler.errors import ConfigurationError
 from reconciler.manifest.messages import Finding
 from reconciler.model import (

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from reconciler.cloud.client import ID_PATTERN
+from reconciler.cloud.endpoints import ID_PATTERN
 from reconciler.manifest import fastcheck
 
 if TYPE_CHECKING:  # jsonschema is imported only to explain a document the fast check refused
