@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud import errors
-from reconciler.cloud.client import WorkspaceClient
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change
 from reconciler.plan import Plan
@@ -26,6 +25,9 @@ from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown, utc_no
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state import State, StateBuilder, StateStore
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
+
+if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
+    from reconciler.cloud.client import WorkspaceClient
 
 # Statuses of a desktop that let a rebuild through; anything else answers 409.
 REBUILDABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})

@@ -12,14 +12,16 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.cloud.client import DESKTOP_PAGE_LIMIT, WorkspaceClient
-from reconciler.cloud.models import REBUILD_JOB_TYPE, Desktop, SubJob
+from reconciler.cloud.models import DESKTOP_PAGE_LIMIT, REBUILD_JOB_TYPE, Desktop, SubJob
 from reconciler.model import DesktopGroup
 from reconciler.planner import Inventory
 from reconciler.state import State
 from reconciler.state.state import aggregate_status
+
+if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
+    from reconciler.cloud.client import WorkspaceClient
 
 # Ids per ``desktop_id`` filter: keeps the request line of a GET far below gateway URL limits.
 IDS_PER_CALL = 100

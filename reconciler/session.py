@@ -11,16 +11,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.applier import Applier, ApplyOptions, ApplyResult, Emit, Recorder
-from reconciler.cloud.client import WorkspaceClient
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup, ManifestSet, Reason
 from reconciler.plan import Plan, check_current
 from reconciler.planner import Inventory, PlanOptions, plan as make_plan
 from reconciler.refresh import IDS_PER_CALL, observe_jobs, read_inventory, resolve_unknown
 from reconciler.state import State, StateStore, fold
+
+if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
+    from reconciler.cloud.client import WorkspaceClient
 
 Clock = Callable[[], datetime]
 

@@ -24,14 +24,13 @@ from reconciler.cloud.endpoints import (  # noqa: F401 - re-exported: the client
     region_endpoint,
     validate_endpoint,
 )
-from reconciler.cloud.models import Desktop, DesktopPage, Job, RebuildRequest, SubJob
+from reconciler.cloud.models import DESKTOP_PAGE_LIMIT, Desktop, DesktopPage, Job, RebuildRequest, SubJob
 from reconciler.cloud.pacing import RateLimiter, RetryPolicy, parse_retry_after
 from reconciler.cloud.signing import canonical_query
 
 log = logging.getLogger("reconciler.cloud")
 
 USER_AGENT = "reconciler/0.1"
-DESKTOP_PAGE_LIMIT = 500
 SUB_JOB_PAGE_LIMIT = 1000
 DESKTOP_FILTERS = frozenset(
     {"desktop_id", "tag", "image_id", "pool_id", "status", "computer_name", "enterprise_project_id", "user_name"}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 IMAGE_METADATA_KEY = "metering.image_id"
+# desktops/detail pages: the documented maximum (the API definition allows 1000; stay at 500).
+DESKTOP_PAGE_LIMIT = 500
 REBUILD_JOB_TYPE = "rebuildDesktops"
 FINISHED_JOB_STATUSES = frozenset({"SUCCESS", "FAILED"})
 
