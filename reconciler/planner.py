@@ -121,12 +121,20 @@ def decide(group: DesktopGroup, record: DesktopRecord | None, live: Desktop | No
 
 
 def _group_changes(
-    group: DesktopGroup, desktop_ids: Iterable[str], state: State, inventory: Inventory | None
-) -> list[Change]:
-    changes = []
+    group: DesktopGroup, desktop_ids: Iterable[str], records: Mapping[str, DesktopRecord], inventory: Inventory | None
+) -> tuple[list[Change], int]:
+    """The group's changes, and how many of its desktops were already rebuilt successfully to
+    the desired image (canaries proven in earlier runs)."""
+    changes, proven = [], 0
     refreshed = inventory is not None
+    desired = group.image.id
     for desktop_id in sorted(desktop_ids):
-        record = state.desktops.get(desktop_id)
+        record = records.get(desktop_id)
+        if record is not None:
+            if (job := record.job) is not None:
+                proven += job.status == "SUCCESS" and job.image_id == desired
+            elif not refreshed and record.image_id == desired:
+                continue  # decide() says None: the bulk of a large plan without refresh
         live = inventory.desktops.get(desktop_id) if inventory is not None else None
         decision = decide(group, record, live, refreshed)
         if decision is None:
@@ -135,17 +143,8 @@ def _group_changes(
         before = live.image_id if live is not None else (record.image_id if record else None)
         name = live.name if live is not None else (record.name if record else None)
         detail = record.job.id if reason is Reason.IN_PROGRESS and record and record.job else None
-        changes.append(Change(desktop_id, action, reason, group.name, name, before, group.image.id, detail=detail))
-    return changes
-
-
-def _proven_canaries(group: DesktopGroup, desktop_ids: Iterable[str], state: State) -> int:
-    """Desktops of the group whose last rebuild to the desired image succeeded."""
-    count = 0
-    for desktop_id in desktop_ids:
-        job = (record := state.desktops.get(desktop_id)) and record.job
-        count += bool(job and job.status == "SUCCESS" and job.image_id == group.image.id)
-    return count
+        changes.append(Change(desktop_id, action, reason, group.name, name, before, desired, detail=detail))
+    return changes, proven
 
 
 def _forgotten(state: State, members: Mapping[str, Sequence[str]]) -> list[Change]:
@@ -194,10 +193,12 @@ def plan(
     ordered = sorted(groups, key=lambda g: g.name)
     members = _members(ordered, state, inventory)
     live = inventory.desktops if inventory is not None else {}
+    # One plain-dict copy: lookups through the state's read-only proxy cost twice as much, and
+    # this loop runs once per managed desktop.
+    records = dict(state.desktops)
     changes: list[Change] = []
     for group in ordered:
-        group_changes = _group_changes(group, members[group.name], state, inventory)
-        proven = _proven_canaries(group, members[group.name], state)
+        group_changes, proven = _group_changes(group, members[group.name], records, inventory)
         changes += shape_rollout(group, group_changes, live, options.now, options.ignore_window, proven)
     changes += _forgotten(state, members)
     changes = _select(changes, options, ordered, members, state)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from reconciler.applier import Applier, ApplyOptions, ApplyResult, Emit, Recorder
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup, ManifestSet, Reason
 from reconciler.plan import Plan, check_current
@@ -21,7 +20,8 @@ from reconciler.planner import Inventory, PlanOptions, plan as make_plan
 from reconciler.refresh import IDS_PER_CALL, observe_jobs, read_inventory, resolve_unknown
 from reconciler.state import State, StateStore, fold
 
-if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
+if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
+    from reconciler.applier import ApplyOptions, ApplyResult, Emit, Recorder
     from reconciler.cloud.client import WorkspaceClient
 
 Clock = Callable[[], datetime]
@@ -45,7 +45,8 @@ class Snapshot:
 def snapshot(store: StateStore) -> Snapshot:
     disk = store.read()
     records = tuple(store.replay())
-    return Snapshot(fold(disk, records), disk.lineage, disk.serial, store.journal_digest(), records)
+    folded = fold(disk, records) if records else disk
+    return Snapshot(folded, disk.lineage, disk.serial, store.journal_digest() if records else None, records)
 
 
 def _in_progress_live(client: WorkspaceClient, state: State) -> dict[str, Desktop]:
@@ -185,6 +186,8 @@ class ApplySession:
 
     def _begin(self) -> Recorder:
         if self.recorder is None:
+            from reconciler.applier import Recorder
+
             self.recorder = Recorder(self.store, self.snap.state, self.now)
             self.recorder.record(
                 {"type": "begin", "at": self.recorder.at(), "lineage": self._lineage, "base_serial": self.snap.disk_serial, "operation": "apply"}
@@ -212,6 +215,8 @@ class ApplySession:
 
     def execute(self, plan: Plan, client: WorkspaceClient, options: ApplyOptions, emit: Emit) -> ApplyResult:
         recorder = self._begin()
+        from reconciler.applier import Applier
+
         result = Applier(client, recorder, options=options, emit=emit).run(plan)
         recorder.record({"type": "end", "at": recorder.at()})
         return result

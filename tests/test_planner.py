@@ -53,7 +53,7 @@ TABLE = [
     # (case, record, live desktop (None = no refresh), expected)
     ("job still running (recorded)", record(job=job("RUNNING")), live(), (Action.WAIT, Reason.IN_PROGRESS)),
     ("job submitted, no refresh", record(job=job("SUBMITTED")), None, (Action.WAIT, Reason.IN_PROGRESS)),
-    ("lost call not resolved yet", record(job=replace(job("UNKNOWN"), id=None)), None, (Action.WAIT, Reason.IN_PROGRESS)),
+    ("lost call not resolved yet", record(job=job("UNKNOWN")._replace(id=None)), None, (Action.WAIT, Reason.IN_PROGRESS)),
     ("live task_status rebuilding", record(), live(task="rebuild_spawning"), (Action.WAIT, Reason.IN_PROGRESS)),
     ("L == D and R == D", record(D), live(image=D), None),
     ("L == D, no record", None, live(image=D), (Action.ADOPT, Reason.ALREADY_CURRENT)),
@@ -228,7 +228,7 @@ def _apply_and_finish(result, state: State, inv: Inventory) -> tuple[State, Inve
             records[change.desktop_id] = record(target, change.group, job("SUCCESS", target))
     for desktop_id, rec in list(records.items()):
         if rec.job is not None and rec.job.in_progress:  # jobs of forgotten-later desktops finish too
-            records[desktop_id] = replace(rec, job=replace(rec.job, status="SUCCESS"), image_id=rec.job.image_id)
+            records[desktop_id] = rec._replace(job=rec.job._replace(status="SUCCESS"), image_id=rec.job.image_id)
     return State(state.lineage, state.serial + 1, MappingProxyType(records)), Inventory(desktops, inv.selector_matches)
 
 

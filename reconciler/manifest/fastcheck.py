@@ -15,10 +15,9 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from referencing._core import Resolver
 
 Check = Callable[[Any], bool]
 
@@ -170,7 +169,30 @@ KNOWN = ANNOTATIONS | {
 }
 
 
-def compile_schema(schema: Any, resolver: Resolver) -> Check:
+@dataclass(frozen=True)
+class Resolved:
+    contents: Any
+    resolver: LocalResolver
+
+
+@dataclass(frozen=True)
+class LocalResolver:
+    """Resolves ``$ref`` between the packaged schema files by file name and JSON pointer: all
+    the fast check needs, without importing ``referencing`` on every run."""
+
+    documents: Mapping[str, Any]
+    base: str
+
+    def lookup(self, ref: str) -> Resolved:
+        target, _, pointer = ref.partition("#")
+        name = target or self.base
+        node = self.documents[name]
+        for part in pointer.split("/")[1:] if pointer else ():
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return Resolved(node, LocalResolver(self.documents, name))
+
+
+def compile_schema(schema: Any, resolver: LocalResolver) -> Check:
     """A function telling whether a value is valid against ``schema`` (relative references are
     looked up with ``resolver``)."""
     if schema is True:

@@ -197,8 +197,7 @@ def digest(collected: Collected, base_dir: str) -> str:
 
 def _settings(collected: Collected) -> Settings:
     (declared,) = collected.settings
-    base_dir = str(Path(declared.file).parent)
-    return build.build_settings(declared.value, Location(declared.file, declared.line), base_dir)
+    return settings_of(declared)
 
 
 def _groups(collected: Collected, settings: Settings) -> tuple[DesktopGroup, ...]:
@@ -211,9 +210,21 @@ def _groups(collected: Collected, settings: Settings) -> tuple[DesktopGroup, ...
 
 def load_manifests(paths: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
     """Read and check the manifest set at ``paths`` (directories and files; none means the
-    current directory). Raises ``ManifestError`` listing every problem found."""
-    collected = Collected()
-    collected.results = [load_file(path) for path in discover(paths or ["."], collected)]
+    current directory). Raises ``ManifestError`` listing every problem found. A large set is
+    parsed by two processes (see ``reconciler.manifest.reading``)."""
+    from reconciler.manifest.reading import ManifestReading
+
+    return ManifestReading(paths).result()
+
+
+def settings_of(declared: Declared) -> Settings:
+    """The model value of a valid Settings document."""
+    base_dir = str(Path(declared.file).parent)
+    return build.build_settings(declared.value, Location(declared.file, declared.line), base_dir)
+
+
+def finish(collected: Collected) -> ManifestSet:
+    """Cross-document checks over every file read, then the manifest set."""
     fleets = simulator_fleets(collected)
     if fleets:
         collected.results = [result for result in collected.results if os.path.realpath(result.file) not in fleets]

@@ -18,14 +18,12 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
-
 from reconciler.cloud.endpoints import ID_PATTERN
 from reconciler.manifest import fastcheck
 
-if TYPE_CHECKING:  # jsonschema is imported only to explain a document the fast check refused
+if TYPE_CHECKING:  # jsonschema and referencing are imported only to explain a refused document
     from jsonschema.exceptions import ValidationError
+    from referencing import Registry, Resource
 
 SCHEMA_FILES = ("manifest.schema.json", "settings.schema.json")
 # ID_PATTERN is "^...$": its body, once per line, is the pattern of a list of ids.
@@ -70,6 +68,9 @@ def _validator_class() -> Any:
 
 
 def _resource(name: str) -> Resource[Any]:
+    from referencing import Resource
+    from referencing.jsonschema import DRAFT202012
+
     # Without "$schema": following a $ref into a resource that names its meta-schema, jsonschema
     # switches to the stock validator class for it, dropping the stricter rules above.
     contents = {key: value for key, value in schema(name).items() if key != "$schema"}
@@ -79,6 +80,8 @@ def _resource(name: str) -> Resource[Any]:
 def registry() -> Registry[Any]:
     """The schema files by file name, so ``"$ref": "settings.schema.json#..."`` resolves as it
     does for an editor that loaded manifest.schema.json from disk."""
+    from referencing import Registry
+
     return Registry().with_resources((name, _resource(name)) for name in SCHEMA_FILES)
 
 
@@ -121,7 +124,8 @@ def schema_view(document: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def fast_check() -> fastcheck.Check:
     """The schema compiled to a yes/no check (see ``fastcheck``)."""
-    return fastcheck.compile_schema(schema(), registry().resolver(base_uri=SCHEMA_FILES[0]))
+    documents = {name: schema(name) for name in SCHEMA_FILES}
+    return fastcheck.compile_schema(schema(), fastcheck.LocalResolver(documents, SCHEMA_FILES[0]))
 
 
 def validation_errors(document: Any) -> list[ValidationError]:
