@@ -107,3 +107,17 @@ def test_force_unlock_of_a_live_holder(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_state_file_has_one_line_per_desktop_and_job(tmp_path: Path) -> None:
+    store = LocalStateStore(tmp_path / "state.json")
+    store.write(sample_state())
+    lines = store.path.read_text().splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    assert sum(1 for line in lines if line.startswith('  "d-')) == 2
+    assert sum(1 for line in lines if line.startswith('  "job-1"')) == 1
+    empty = LocalStateStore(tmp_path / "empty.json")
+    from reconciler.state import State
+
+    empty.write(State("l", 1))
+    assert json.loads(empty.path.read_text()) == {"format_version": 1, "lineage": "l", "serial": 1, "desktops": {}, "jobs": {}}

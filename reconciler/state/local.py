@@ -25,6 +25,25 @@ LOCK_POLL_SECONDS = 0.2
 TAIL_CHUNK = 1 << 16
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_state(document: Mapping[str, Any]) -> bytes:
+    """The state file's text: one line per desktop and per job. As readable in a diff as an
+    indented file, but written by json's C encoder — ``indent=`` makes json fall back to its
+    pure-Python encoder, twice as slow on 100,000 desktops."""
+    lines = ["{"]
+    for key, value in document.items():
+        if isinstance(value, dict) and value:
+            records = ",\n".join(f"  {_compact(k)}: {_compact(v)}" for k, v in value.items())
+            lines.append(f" {_compact(key)}: {{\n{records}\n }},")
+        else:
+            lines.append(f" {_compact(key)}: {_compact(value)},")
+    lines[-1] = lines[-1].rstrip(",")
+    return ("\n".join(lines) + "\n}\n").encode("utf-8")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -63,7 +82,7 @@ class LocalStateStore(StateStore):
 
     def write(self, state: State) -> None:
         self._ensure_dir()
-        payload = json.dumps(state_to_json(state), indent=1, sort_keys=False).encode("utf-8") + b"\n"
+        payload = encode_state(state_to_json(state))
         # mkstemp creates the file with mode 0600, so the state is never readable by others.
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         try:
