@@ -50,23 +50,23 @@ class Desktop:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Desktop:
+        # Positional and with few calls: a refresh of a large fleet builds one per desktop.
         metadata = data.get("metadata") or {}
-        tags = tuple(
-            sorted((str(t.get("key", "")), _text(t, "value")) for t in data.get("tags") or ())
-        )
+        raw_tags = data.get("tags")
+        tags = tuple(sorted((str(t.get("key", "")), _text(t, "value")) for t in raw_tags)) if raw_tags else ()
         return cls(
-            id=_text(data, "desktop_id"),
-            name=_text(data, "computer_name"),
-            status=_text(data, "status"),
-            task_status=_text(data, "task_status"),
-            login_status=_text(data, "login_status"),
-            image_id=metadata.get(IMAGE_METADATA_KEY) or None,
-            image_name=metadata.get("image_name") or None,
-            os_type=metadata.get("os_type") or None,
-            tags=tags,
-            enterprise_project_id=_text(data, "enterprise_project_id") or "0",
-            user_name=_text(data, "user_name"),
-            created=_text(data, "created"),
+            _text(data, "desktop_id"),
+            _text(data, "computer_name"),
+            _text(data, "status"),
+            _text(data, "task_status"),
+            _text(data, "login_status"),
+            metadata.get(IMAGE_METADATA_KEY) or None,
+            metadata.get("image_name") or None,
+            metadata.get("os_type") or None,
+            tags,
+            _text(data, "enterprise_project_id") or "0",
+            _text(data, "user_name"),
+            _text(data, "created"),
         )
 
 
