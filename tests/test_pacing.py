@@ -123,3 +123,23 @@ def test_apply_never_runs_more_calls_at_once_than_allowed(tmp_path: Path) -> Non
         result = session.execute(planned.plan, client, ApplyOptions(max_concurrent_calls=3, poll_interval=0.05), lambda e: None)
     assert len(result.submitted) == 40
     assert meter.peak == 3
+
+
+def test_a_429_holds_every_caller_back_and_slows_the_pace() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    limiter.acquire()
+    assert limiter.throttled(retry_after=5) == 5
+    limiter.acquire()  # the hold applies to whoever calls next
+    assert fake.now >= 5
+    assert abs(limiter.interval - 1.1) < 0.01  # a tenth slower...
+    for _ in range(300):
+        limiter.acquire()
+    assert limiter.interval == limiter.base_interval  # ...and back to the configured pace
+
+
+def test_throttling_never_slows_below_half_the_configured_rate() -> None:
+    limiter = RateLimiter(60, clock=FakeTime().clock, sleep=lambda s: None)
+    for _ in range(50):
+        limiter.throttled(None)
+    assert limiter.interval == 2 * limiter.base_interval

@@ -252,6 +252,12 @@ class WorkspaceClient:
             except _Retryable as retryable:
                 if attempt >= self.retry.max_attempts:
                     raise retryable.error from None
+                if retryable.error.status == 429 and self.rate_limiter is not None:
+                    # One hold for every thread, enforced by the limiter on the next acquire:
+                    # callers retrying each on their own come back together and get 429 again.
+                    hold = self.rate_limiter.throttled(retryable.retry_after)
+                    log.info("%s: throttled; every call holds back %.1fs", what, hold)
+                    continue
                 delay = self.retry.delay(attempt, retryable.retry_after)
                 log.info("%s: %s; retrying in %.1fs (attempt %d)", what, retryable.error, delay, attempt + 1)
                 self.retry.sleep(delay)

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+SLOWDOWN = 1.1
+RECOVERY = 0.998
+
+
 class RateLimiter:
     """A thread-safe token bucket: ``acquire()`` blocks until a call may be made.
 
@@ -30,7 +34,7 @@ class RateLimiter:
     ) -> None:
         if per_minute <= 0:
             raise ValueError("rate limit must be positive")
-        self.interval = 60.0 / per_minute
+        self.base_interval = self.interval = 60.0 / per_minute
         self._capacity = float(max(1, burst))
         self._tokens = self._capacity
         self._clock = clock
@@ -45,12 +49,26 @@ class RateLimiter:
             self._tokens = min(self._capacity, self._tokens + (now - self._updated) / self.interval)
             self._updated = now
             self._tokens -= 1.0
-            return 0.0 if self._tokens >= 0 else -self._tokens * self.interval
+            wait = 0.0 if self._tokens >= 0 else -self._tokens * self.interval
+            # After a slow-down, the pace creeps back to the configured rate call by call.
+            self.interval = max(self.base_interval, self.interval * RECOVERY)
+            return wait
 
     def acquire(self) -> None:
         wait = self._reserve()
         if wait > 0:
             self._sleep(wait)
+
+    def throttled(self, retry_after: float | None) -> float:
+        """The service answered 429 (its limit is tighter than ours, or its bucket smaller):
+        every caller sharing this limiter holds back for ``Retry-After`` (one interval when
+        absent), and the pace slows by a tenth, to at most half the configured rate. Returns
+        the hold, which ``acquire`` now enforces for the retry too."""
+        with self._lock:
+            self.interval = min(self.base_interval * 2, self.interval * SLOWDOWN)
+            hold = self.interval if retry_after is None else max(retry_after, self.interval)
+            self._tokens = min(self._tokens, 1.0 - hold / self.interval)
+            return hold
 
 
 @dataclass(frozen=True)
