@@ -37,7 +37,12 @@ def state() -> None:
 @manifests_option
 @json_option()
 def state_list(manifests_path: str, as_json: bool) -> None:
-    """List every desktop in the state with its group, image and last job."""
+    """List every desktop in the state with its group, image and last job.
+
+    \b
+    Example:
+      reconciler state list -m manifests/ --json | jq '.desktops | length'
+    """
     current = snapshot(store_for(load((manifests_path,)))).state
     if as_json:
         out_json(state_to_json(current))
@@ -49,7 +54,12 @@ def state_list(manifests_path: str, as_json: bool) -> None:
 @click.argument("desktop_id")
 @manifests_option
 def state_show(desktop_id: str, manifests_path: str) -> None:
-    """Show everything recorded about one desktop."""
+    """Show everything recorded about one desktop.
+
+    \b
+    Example:
+      reconciler state show 3f1c0000-0000-0000-0000-000000000001 -m manifests/
+    """
     current = snapshot(store_for(load((manifests_path,)))).state
     if desktop_id not in current.desktops:
         raise click.UsageError(f"desktop {desktop_id} is not in the state")
@@ -64,6 +74,10 @@ def state_rm(desktop_ids: tuple[str, ...], manifests_path: str, lock_timeout: fl
     """Stop tracking desktops (the desktops themselves are not touched).
 
     The next plan treats them as not recorded; saved plans made before become stale.
+
+    \b
+    Example:
+      reconciler state rm 3f1c0000-0000-0000-0000-000000000001 -m manifests/
     """
     with apply_session(store_for(load((manifests_path,))), lock_timeout=lock_timeout, operation="state rm") as session:
         missing = [i for i in desktop_ids if i not in session.snap.state.desktops]

@@ -20,7 +20,12 @@ from reconciler.simulator.server import base_url, is_loopback_host, make_server
 
 @click.group()
 def simulator() -> None:
-    """Run the simulated Huawei Cloud Workspace API."""
+    """Run the simulated Huawei Cloud Workspace API.
+
+    \b
+    Example:
+      reconciler simulator serve --fleet examples/quickstart/fleet.yaml
+    """
 
 
 @simulator.command()
@@ -32,7 +37,17 @@ def simulator() -> None:
 @click.option("--allow-remote", is_flag=True,
               help="Allow a non-loopback --host (the admin API still answers loopback clients only).")
 def serve(fleet_path: str, host: str, port: int, allow_remote: bool) -> None:
-    """Serve the Workspace API endpoints of FLEET over HTTP until interrupted."""
+    """Serve the Workspace API endpoints of FLEET over HTTP until interrupted.
+
+    Point a Settings block at it with `endpoint: http://127.0.0.1:PORT` and the fleet's AK/SK
+    in HW_ACCESS_KEY / HW_SECRET_KEY. The admin API under /_simulator/ changes desktops behind
+    reconciler's back (drift, busy desktops) and switches faults on and off.
+
+    \b
+    Example:
+      reconciler simulator serve --fleet examples/quickstart/fleet.yaml --port 8080
+      curl -s http://127.0.0.1:8080/_simulator/desktops | jq '.desktops | length'
+    """
     if not allow_remote and not is_loopback_host(host):
         raise click.ClickException(f"--host {host} is not a loopback address; add --allow-remote to listen on it")
     try:
