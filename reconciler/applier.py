@@ -94,6 +94,7 @@ class ApplyResult:
             "rebuilds_submitted": len(self.submitted),
             "jobs": len(set(self.submitted.values())),
             "rebuilds_succeeded": len(self.succeeded),
+            "rebuilds_running": len(set(self.submitted) - set(self.succeeded) - set(self.failed)),
             "failed": len(self.failed),
             "busy_deferred": len(self.busy),
             "unknown_outcome": len(self.unknown),
