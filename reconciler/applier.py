@@ -321,7 +321,7 @@ class Applier:
             self.result.busy.extend(busy)
             self.emit({"event": "desktops_busy", "group": run.name, "desktop_ids": busy, "error": str(error)})
         if rest:
-            run.requeue(batch.narrowed(rest))
+            run.requeue(batch.narrowed(rest, retry=True))
 
     # -- jobs --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ The decision table is design.md §5; ``decide`` is its one implementation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -161,10 +161,13 @@ def _forgotten(state: State, members: Mapping[str, Sequence[str]]) -> list[Chang
     return changes
 
 
-def _select(changes: list[Change], options: PlanOptions, groups: Sequence[DesktopGroup],
-            members: Mapping[str, Sequence[str]], state: State) -> list[Change]:
+def selection(
+    options: PlanOptions, groups: Sequence[DesktopGroup], members: Mapping[str, Sequence[str]], state: State
+) -> Callable[[Change], bool] | None:
+    """What ``--target``/``--exclude`` keep (None: everything); PlanError for a name that is
+    neither a group nor a desktop."""
     if not (options.targets or options.excludes):
-        return changes
+        return None
     names = {g.name for g in groups}
 
     def known(name: str) -> bool:
@@ -179,7 +182,7 @@ def _select(changes: list[Change], options: PlanOptions, groups: Sequence[Deskto
         keys = {change.desktop_id, change.group}
         return (not targets or bool(keys & targets)) and not keys & excludes
 
-    return [c for c in changes if picked(c)]
+    return picked
 
 
 def plan(
@@ -196,12 +199,16 @@ def plan(
     # One plain-dict copy: lookups through the state's read-only proxy cost twice as much, and
     # this loop runs once per managed desktop.
     records = dict(state.desktops)
+    # Targets narrow the changes before rollout shaping, so canaries come from what is targeted.
+    picked = selection(options, ordered, members, state)
     changes: list[Change] = []
     for group in ordered:
         group_changes, proven = _group_changes(group, members[group.name], records, inventory)
+        if picked is not None:
+            group_changes = [c for c in group_changes if picked(c)]
         changes += shape_rollout(group, group_changes, live, options.now, options.ignore_window, proven)
-    changes += _forgotten(state, members)
-    changes = _select(changes, options, ordered, members, state)
+    forgotten = _forgotten(state, members)
+    changes += forgotten if picked is None else [c for c in forgotten if picked(c)]
     return Plan(
         changes=tuple(changes),
         groups=tuple(ordered),

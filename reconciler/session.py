@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup, ManifestSet, Reason
 from reconciler.plan import Plan, check_current
-from reconciler.planner import Inventory, PlanOptions, plan as make_plan
+from reconciler.planner import Inventory, PlanOptions, selection
+from reconciler.planner import plan as make_plan
 from reconciler.refresh import IDS_PER_CALL, observe_jobs, read_inventory, resolve_unknown
 from reconciler.state import State, StateStore, fold
 
@@ -129,14 +130,20 @@ def build_plan(
     )
 
 
-def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceClient, now: datetime) -> Planned:
-    """A plan that records every managed desktop's live image (and rebuilds nothing)."""
+def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceClient, options: PlanOptions) -> Planned:
+    """A plan that records every managed desktop's live image (and rebuilds nothing), limited
+    by ``--target``/``--exclude`` like any plan."""
+    now = options.now
     let_lost_calls_land(snap.state, client.timeout)
     inventory = read_inventory(client, manifests.groups, snap.state)
     observed = observations(client, snap.state, dict(inventory.desktops), now)
     state = fold(snap.state, observed)
-    base = make_plan(manifests.groups, state, inventory, PlanOptions(now=now, ignore_window=True))
+    base = make_plan(manifests.groups, state, inventory, replace(options, ignore_window=True))
     owners = _owners(manifests.groups, inventory)
+    members: dict[str, list[str]] = {}
+    for desktop_id, owner in owners.items():
+        members.setdefault(owner.name, []).append(desktop_id)
+    picked = selection(options, manifests.groups, members, state)
     changes: list[Change] = []
     for desktop_id, group in sorted(owners.items()):
         live, record = inventory.desktops.get(desktop_id), state.desktops.get(desktop_id)
@@ -145,6 +152,8 @@ def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceC
         if record is None or record.image_id != live.image_id or record.group != group.name:
             reason = Reason.ALREADY_CURRENT if live.image_id == group.image.id else Reason.LIVE_IMAGE
             changes.append(Change(desktop_id, Action.ADOPT, reason, group.name, live.name, record.image_id if record else None, live.image_id))
+    if picked is not None:
+        changes = [c for c in changes if picked(c)]
     plan = replace(base, changes=tuple(changes), refresh_only=True, lineage=snap.disk_lineage, serial=snap.disk_serial,
                    journal_digest=snap.journal_digest, manifest_digest=manifests.digest,
                    settings=manifests.settings, created_at=now.isoformat(timespec="seconds"))

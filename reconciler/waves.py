@@ -31,11 +31,13 @@ class RebuildBatch:
     def desktop_ids(self) -> tuple[str, ...]:
         return self.request.desktop_ids
 
-    def narrowed(self, desktop_ids: Sequence[str]) -> RebuildBatch:
+    def narrowed(self, desktop_ids: Sequence[str], *, retry: bool = False) -> RebuildBatch:
         """The same call for fewer desktops, as a new batch (its own journal intent)."""
-        names = tuple((k, v) for k, v in self.names if k in set(desktop_ids))
+        kept = set(desktop_ids)
+        names = tuple((k, v) for k, v in self.names if k in kept)
         request = replace(self.request, desktop_ids=tuple(desktop_ids))
-        return replace(self, id=new_batch_id(), request=request, names=names, attempt=self.attempt + 1)
+        # Only a refused call counts as an attempt: splitting a batch to fit max_in_flight does not.
+        return replace(self, id=new_batch_id(), request=request, names=names, attempt=self.attempt + retry)
 
 
 def new_batch_id() -> str:
@@ -144,7 +146,7 @@ class GroupRun:
             if capacity is not None and capacity < len(batch.desktop_ids):
                 keep, rest = batch.desktop_ids[:capacity], batch.desktop_ids[capacity:]
                 self.queue.appendleft(batch.narrowed(rest))
-                batch = replace(batch.narrowed(keep), attempt=batch.attempt)
+                batch = batch.narrowed(keep)
             self.calls_running += 1
             self.desktops_in_calls += len(batch.desktop_ids)
             taken.append(batch)

@@ -224,3 +224,37 @@ def test_a_failed_look_at_the_jobs_is_tried_again_at_the_next_poll(world) -> Non
     assert result.ok and len(result.succeeded) == 4
     failed_polls = events_of(w, "poll_failed")
     assert len(failed_polls) == 1 and "busy backend" in failed_polls[0]["error"]
+
+
+class ProcessedThen500(httpx.BaseTransport):
+    """The service creates the job, then answers the rebuild call with HTTP 500."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.done = inner, False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/desktops/rebuild") and not self.done:
+            self.done = True
+            self.inner.handle_request(request)
+            return httpx.Response(500, json={"error_code": "WKS.00010500", "error_msg": "internal error"})
+        return self.inner.handle_request(request)
+
+
+def test_a_server_error_after_the_job_was_created_keeps_its_job_id(world) -> None:
+    w = world(count=3)
+    w.inner = ProcessedThen500(w.sim.transport())
+    result = w.apply(group(batch_size=10))
+    assert result.ok and not result.busy
+    (job,) = w.jobs()
+    state = w.store.read()
+    assert set(state.jobs) == {job["id"]}
+    assert {r.job.id for r in state.desktops.values()} == {job["id"]}  # type: ignore[union-attr]
+    assert set(w.rebuild_counts().values()) == {1}
+
+
+def test_a_busy_desktop_is_set_aside_even_when_max_in_flight_splits_batches(world) -> None:
+    busy = [{"id": "zz-busy", "name": "zz-busy", "image_id": "img-old", "tags": {"dept": "a"}, "task_status": "rebooting"}]
+    w = world(count=7, desktops=busy)
+    result = w.apply(group(batch_size=10, max_in_flight=2))
+    assert result.ok and result.busy == ["zz-busy"] and len(result.submitted) == 7
+    assert not events_of(w, "batch_failed") and not result.halted

@@ -173,6 +173,12 @@ def test_refresh_only_adopts_drift_as_the_new_record(world: World) -> None:
     assert world.changes() == {"fin-0001-desk": ("rebuild", "image_changed")}
 
 
+def test_refresh_only_respects_targets(world: World) -> None:
+    result = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve", "--target", "fin-0001-desk")
+    assert result.exit_code == 0, result.output
+    assert list(world.state()["desktops"]) == ["fin-0001-desk"]
+
+
 def test_a_repeated_refresh_only_does_not_claim_the_fleet_matches_the_manifests(world: World) -> None:
     assert world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve").exit_code == 0
     again = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve")

@@ -242,3 +242,12 @@ def test_after_apply_and_finished_jobs_a_new_plan_is_clean(scenario) -> None:
     settled, settled_inv = _apply_and_finish(second, after_state, after_inv)
     third = plan(groups, settled, settled_inv, PlanOptions(now=NOW))
     assert not third.has_changes and not third.changes, third.changes
+
+
+def test_canaries_are_chosen_among_the_targeted_desktops() -> None:
+    g = group(ids=("d1", "d2", "d3", "d4"), canary=1)
+    inv = inventory(live("d1"), live("d2"), live("d3"), live("d4"))
+    excluded = plan([g], state_of(), inv, PlanOptions(excludes=("d1",)))
+    assert [(c.desktop_id, c.wave) for c in excluded.changes] == [("d2", "canary"), ("d3", "main"), ("d4", "main")]
+    targeted = plan([g], state_of(), inv, PlanOptions(targets=("d3", "d4")))
+    assert [(c.desktop_id, c.wave) for c in targeted.changes] == [("d3", "canary"), ("d4", "main")]

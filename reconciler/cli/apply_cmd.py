@@ -79,7 +79,7 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
     with apply_session(store_for(manifests), lock_timeout=args["lock_timeout"]) as session:
         with open_client(manifests.settings, os.environ) as client:
             if args["refresh_only"]:
-                planned = refresh_only_plan(manifests, session.snap, client, options.now)
+                planned = refresh_only_plan(manifests, session.snap, client, options)
             else:
                 planned = build_plan(manifests, session.snap, client, options, options.now)
             printer.plan(planned.plan)

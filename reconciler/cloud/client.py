@@ -45,8 +45,6 @@ STATUS_ERRORS: dict[int, type[errors.WorkspaceError]] = {
     409: errors.Busy,
     429: errors.Throttled,
 }
-# A gateway that timed out waiting for the service cannot say whether the service acted.
-GATEWAY_UNSURE = frozenset({502, 504})
 
 
 def validate_id(kind: str, value: str) -> str:
@@ -290,7 +288,10 @@ class WorkspaceClient:
                     f"{what}: the answer is not JSON", status=status, request_id=_request_id(response)
                 ) from None
         error = error_from_response(response, what)
-        if not idempotent and status in GATEWAY_UNSURE:
+        # A server error says nothing about what the service did before failing (a gateway that
+        # timed out, a backend that created the job and then crashed): a call that changes
+        # something is never retried blindly, its outcome is looked up instead.
+        if not idempotent and status >= 500:
             raise errors.UnknownOutcome(
                 f"{error.args[0]}; it may have been processed",
                 status=status,
