@@ -13,17 +13,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud import errors
 from reconciler.cloud.models import Desktop
-from reconciler.model import Action, Change
+from reconciler.model import Action, Change, DesktopGroup
 from reconciler.plan import Plan
 from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown, utc_now_text
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state import State, StateBuilder, StateStore
+from reconciler.recheck import connected_users, window_closed
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
@@ -79,6 +80,7 @@ class ApplyResult:
     submitted: dict[str, str] = field(default_factory=dict)  # desktop id -> job id
     failed: dict[str, str] = field(default_factory=dict)  # desktop id -> reason
     busy: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # left for a later run: window closed, user connected
     unknown: list[str] = field(default_factory=list)
     halted: dict[str, str] = field(default_factory=dict)
     succeeded: list[str] = field(default_factory=list)
@@ -97,6 +99,7 @@ class ApplyResult:
             "rebuilds_running": len(set(self.submitted) - set(self.succeeded) - set(self.failed)),
             "failed": len(self.failed),
             "busy_deferred": len(self.busy),
+            "deferred": len(self.deferred),
             "unknown_outcome": len(self.unknown),
             "adopted": self.adopted,
             "forgotten": self.forgotten,
@@ -106,10 +109,12 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class _CallResult:
-    batch: RebuildBatch
+    batch: RebuildBatch  # as taken from the group (its size is what the group counted)
+    sent: RebuildBatch | None = None  # as sent, without desktops deferred at the last moment
     job_id: str | None = None
     error: errors.WorkspaceError | None = None
     unknown: bool = False
+    deferred: tuple[str, ...] = ()
 
 
 class Applier:
@@ -131,6 +136,8 @@ class Applier:
         self._emit_lock = threading.Lock()
         self._resolve_rounds = 0
         self._poll_failures = 0
+        self._groups: dict[str, DesktopGroup] = {}
+        self._ignore_window = False
 
     def emit(self, event: dict[str, Any]) -> None:
         with self._emit_lock:
@@ -139,6 +146,8 @@ class Applier:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self, plan: Plan) -> ApplyResult:
+        self._groups = {group.name: group for group in plan.groups}
+        self._ignore_window = plan.ignore_window
         self._state_only(plan.changes)
         runs = self._group_runs(plan)
         self._drain_events(runs)
@@ -193,6 +202,8 @@ class Applier:
                 event = run.events.pop(0)
                 if event["event"] == "group_halted":
                     self.result.halted[run.name] = str(event["reason"])
+                elif event["event"] == "group_deferred":
+                    self.result.deferred.extend(event["desktop_ids"])  # type: ignore[arg-type]
                 self.emit(event)
 
     def _execute(self, runs: list[GroupRun], pool: ThreadPoolExecutor) -> None:
@@ -202,6 +213,7 @@ class Applier:
         last_poll = time.monotonic()
         while True:
             slots = self.options.max_concurrent_calls - len(running)
+            self._close_windows(runs)
             for run in runs:
                 for batch in run.take(slots):
                     running[pool.submit(self._send, batch)] = run
@@ -219,6 +231,15 @@ class Applier:
                 self._poll_patiently(watched)
                 last_poll = time.monotonic()
             self._drain_events(runs)
+
+    def _close_windows(self, runs: Sequence[GroupRun]) -> None:
+        """A group whose window has closed (a saved plan applied late, or a long apply) sends
+        nothing more; what it did not send waits for the next window."""
+        now = self.recorder.now()
+        for run in runs:
+            reason = window_closed(run.group, now, self._ignore_window)
+            if reason is not None:
+                run.defer(f"outside_window: {reason}")
 
     def _poll_patiently(self, runs: Sequence[GroupRun]) -> None:
         """A look at the jobs that fails (after the client's own retries) is tried again at the
@@ -251,8 +272,18 @@ class Applier:
 
     # -- one call ----------------------------------------------------------------------------
 
-    def _send(self, batch: RebuildBatch) -> _CallResult:
-        """Runs in a worker thread: journal, call, journal."""
+    def _send(self, taken: RebuildBatch) -> _CallResult:
+        """Runs in a worker thread: a last look for connected users, then journal, call, journal."""
+        connected = connected_users(self.client, self._groups[taken.group], taken.desktop_ids)
+        if connected:
+            rest = [i for i in taken.desktop_ids if i not in set(connected)]
+            if not rest:
+                return _CallResult(taken, deferred=tuple(connected))
+            result = self._call(taken.narrowed(rest))
+            return replace(result, batch=taken, deferred=tuple(connected))
+        return self._call(taken)
+
+    def _call(self, batch: RebuildBatch) -> _CallResult:
         base = {"batch_id": batch.id, "group": batch.group, "desktop_ids": list(batch.desktop_ids)}
         self.recorder.record(
             {"type": "intent", "at": self.recorder.at(), "image_id": batch.request.image_id, "names": dict(batch.names), **base}
@@ -261,18 +292,24 @@ class Applier:
             job_id = self.client.rebuild_desktops(batch.request)
         except errors.UnknownOutcome as exc:
             self.recorder.record({"type": "unknown", "at": self.recorder.at(), "error": str(exc), **base})
-            return _CallResult(batch, unknown=True, error=exc)
+            return _CallResult(batch, batch, unknown=True, error=exc)
         except errors.WorkspaceError as exc:
             self.recorder.record({"type": "rejected", "at": self.recorder.at(), "error": str(exc), **base})
-            return _CallResult(batch, error=exc)
+            return _CallResult(batch, batch, error=exc)
         self.recorder.record(
             {"type": "submitted", "at": self.recorder.at(), "job_id": job_id, "image_id": batch.request.image_id, "names": dict(batch.names), **base}
         )
-        return _CallResult(batch, job_id=job_id)
+        return _CallResult(batch, batch, job_id=job_id)
 
     def _returned(self, run: GroupRun, result: _CallResult) -> None:
-        batch = result.batch
-        run.call_returned(batch)
+        run.call_returned(result.batch)
+        if result.deferred:
+            self.result.deferred.extend(result.deferred)
+            self.emit({"event": "desktops_deferred", "group": run.name, "reason": "user_connected", "desktop_ids": list(result.deferred)})
+        batch = result.sent
+        if batch is None:
+            run.advance()
+            return
         if result.job_id is not None:
             run.submitted(batch, result.job_id)
             self.result.submitted.update((i, result.job_id) for i in batch.desktop_ids)

@@ -16,7 +16,7 @@ CANARY_WAVE = "canary"
 MAIN_WAVE = "main"
 
 
-def _window_wait(group: DesktopGroup, now: datetime, ignore_window: bool) -> str | None:
+def window_wait(group: DesktopGroup, now: datetime, ignore_window: bool) -> str | None:
     """The detail of an ``outside_window`` wait, or None when the group may be rebuilt now."""
     window = group.rollout.window
     if window is None or ignore_window or is_open(window, now):
@@ -35,7 +35,7 @@ def shape_rollout(
     """Defer rebuilds the group may not do now, and put the first ``canary`` rebuilds in the
     canary wave. ``proven`` counts desktops of the group already rebuilt successfully to the
     desired image: a canary that passed in an earlier run is not asked for again."""
-    window_wait = _window_wait(group, now, ignore_window)
+    closed = window_wait(group, now, ignore_window)
     canaries_left = max(0, group.rollout.canary - proven)
     shaped = []
     for change in changes:
@@ -43,8 +43,8 @@ def shape_rollout(
             shaped.append(change)
             continue
         desktop = live.get(change.desktop_id)
-        if window_wait is not None:
-            shaped.append(replace(change, action=Action.WAIT, reason=Reason.OUTSIDE_WINDOW, detail=window_wait))
+        if closed is not None:
+            shaped.append(replace(change, action=Action.WAIT, reason=Reason.OUTSIDE_WINDOW, detail=closed))
         elif group.rollout.skip_connected and desktop is not None and desktop.login_status == "CONNECTED":
             shaped.append(replace(change, action=Action.WAIT, reason=Reason.USER_CONNECTED))
         else:

@@ -212,21 +212,32 @@ class GroupRun:
         self.advance()
         return failed
 
+    def _unsent(self) -> list[str]:
+        batches = list(self.queue) + (self.main if self.phase in (Phase.CANARY, Phase.CANARY_WAIT) else [])
+        return [i for b in batches for i in b.desktop_ids]
+
     def halt(self, reason: str) -> None:
         if self.phase is Phase.HALTED:
             return
-        unsent = list(self.queue) + (self.main if self.phase in (Phase.CANARY, Phase.CANARY_WAIT) else [])
+        unsent = self._unsent()
         self.phase, self.halt_reason = Phase.HALTED, reason
         self.queue.clear()
         self.events.append(
-            {
-                "event": "group_halted",
-                "group": self.name,
-                "reason": reason,
-                "failures": self.failures,
-                "not_started": sum(len(b.desktop_ids) for b in unsent),
-            }
+            {"event": "group_halted", "group": self.name, "reason": reason, "failures": self.failures, "not_started": len(unsent)}
         )
+
+    def defer(self, reason: str) -> list[str]:
+        """Stop sending for now without failing (the maintenance window closed): what was not
+        sent is left for a later run. Returns those desktops."""
+        if self.phase in (Phase.HALTED, Phase.DONE):
+            return []
+        unsent = self._unsent()
+        self.phase = Phase.DONE
+        self.queue.clear()
+        self.main = []
+        if unsent:
+            self.events.append({"event": "group_deferred", "group": self.name, "reason": reason, "desktop_ids": unsent})
+        return unsent
 
     def advance(self) -> None:
         if self.phase is Phase.CANARY and not self.queue and self.calls_running == 0:

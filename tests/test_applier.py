@@ -258,3 +258,41 @@ def test_a_busy_desktop_is_set_aside_even_when_max_in_flight_splits_batches(worl
     result = w.apply(group(batch_size=10, max_in_flight=2))
     assert result.ok and result.busy == ["zz-busy"] and len(result.submitted) == 7
     assert not events_of(w, "batch_failed") and not result.halted
+
+
+def _plan_then_apply_at(w: World, group_: DesktopGroup, planned_at, applied_at) -> ApplyResult:
+    manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group_,))
+    with w.client() as client, apply_session(w.store, now=lambda: applied_at) as session:
+        planned = build_plan(manifests, session.snap, client, PlanOptions(now=planned_at), planned_at)
+        return session.execute(planned.plan, client, ApplyOptions(poll_interval=0.05), w.events.append)
+
+
+def test_a_plan_applied_after_its_window_closed_rebuilds_nothing(world) -> None:
+    from datetime import datetime, time, timezone
+
+    from reconciler.model import Window
+
+    w = world(count=3)
+    windowed = group(window=Window(time(22, 0), time(23, 0), "UTC"))
+    inside = datetime(2026, 11, 27, 22, 30, tzinfo=timezone.utc)
+    after = datetime(2026, 11, 27, 23, 30, tzinfo=timezone.utc)
+    result = _plan_then_apply_at(w, windowed, inside, after)
+    assert result.ok and not result.submitted and len(result.deferred) == 3
+    assert set(w.rebuild_counts().values()) == {0}
+    assert events_of(w, "group_deferred")[0]["reason"].startswith("outside_window: window daily 22:00-23:00 UTC opens")
+
+
+def test_a_user_who_connected_since_the_plan_is_not_disturbed(world) -> None:
+    from datetime import datetime, timezone
+
+    w = world(count=3)
+    now = datetime.now(timezone.utc)
+    victim = sorted(w.names().values())[0]
+    manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group(skip_connected=True),))
+    with w.client() as client, apply_session(w.store) as session:
+        planned = build_plan(manifests, session.snap, client, PlanOptions(now=now), now)
+        with w.admin() as admin:
+            admin.patch(f"/_simulator/desktops/{victim}", json={"login_status": "CONNECTED"})
+        result = session.execute(planned.plan, client, ApplyOptions(poll_interval=0.05), w.events.append)
+    assert result.ok and result.deferred == [victim] and len(result.submitted) == 2
+    assert w.rebuild_counts()[victim] == 0

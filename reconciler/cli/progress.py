@@ -16,7 +16,8 @@ from reconciler.plan import Plan, plan_to_json
 # The events `apply --json` streams (design §4); others are shown as text only.
 JSON_EVENTS = frozenset(
     {"plan", "wave_started", "batch_submitted", "batch_failed", "batch_unknown", "desktops_busy",
-     "job_finished", "group_halted", "adopted", "forgotten", "wait_progress", "poll_failed", "summary"}
+     "job_finished", "group_halted", "group_deferred", "desktops_deferred", "adopted", "forgotten", "wait_progress",
+     "poll_failed", "summary"}
 )
 
 
@@ -87,6 +88,8 @@ def describe(event: dict[str, Any]) -> str | None:
         return style(f"job {event['job_id']}: {event['status']} ({event['succeeded']} succeeded, {event['failed']} failed)", fg=colour)
     if kind == "group_halted":
         return style(f"{group}: HALTED: {event['reason']}", fg="red", bold=True)
+    if kind in ("group_deferred", "desktops_deferred"):
+        return style(f"{group}: {count} desktops deferred to a later run ({event['reason']})", fg="yellow")
     if kind == "poll_failed":
         return style(f"could not read the jobs' status ({event['error']}); trying again", fg="yellow")
     if kind in ("adopted", "forgotten"):

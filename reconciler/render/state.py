@@ -65,6 +65,8 @@ def apply_summary(summary: dict[str, Any], halted: dict[str, str], failed: dict[
         lines.append(f"{summary['rebuilds_succeeded']} rebuilds finished successfully.")
     if summary.get("rebuilds_running"):
         lines.append(f"{summary['rebuilds_running']} rebuilds are still running; `reconciler jobs --wait` follows them to the end.")
+    if summary.get("deferred"):
+        lines.append(f"{summary['deferred']} desktops were deferred (window closed or user connected) and wait for a later run.")
     if summary["busy_deferred"]:
         lines.append(f"{summary['busy_deferred']} desktops were busy and are left for a later run.")
     if summary["unknown_outcome"]:
