@@ -14,16 +14,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud import errors
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup
 from reconciler.plan import Plan
-from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown, utc_now_text
+from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
-from reconciler.state import State, StateBuilder, StateStore
+from reconciler.state.recorder import Recorder
 from reconciler.recheck import connected_users, window_closed
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
@@ -39,35 +38,6 @@ MAX_RESOLVE_ROUNDS = 3
 Emit = Callable[[dict[str, Any]], None]
 # Consecutive failed looks at the jobs (each after the client's retries) before apply gives up.
 MAX_POLL_FAILURES = 5
-# Journal records that mark a run's start and end and change nothing in the state.
-RUN_MARKERS = frozenset({"begin", "end"})
-
-
-class Recorder:
-    """The journal and the in-memory state, kept in step: each record is made durable, then
-    folded. Thread-safe; worker threads record their own calls."""
-
-    def __init__(self, store: StateStore, state: State, now: Callable[[], datetime]) -> None:
-        self._store = store
-        self._builder = StateBuilder(state)
-        self._lock = threading.Lock()
-        self.now = now
-        self.changed = False  # anything besides run markers recorded: the state must be written
-
-    def at(self) -> str:
-        return utc_now_text(self.now())
-
-    def record(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._store.append(record)
-            self._builder.apply(record)
-            self.changed = self.changed or record.get("type") not in RUN_MARKERS
-
-    def state(self) -> State:
-        with self._lock:
-            return self._builder.build()
-
-
 @dataclass(frozen=True)
 class ApplyOptions:
     wait: bool | None = None  # None: each group's rollout.wait decides

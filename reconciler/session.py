@@ -22,7 +22,8 @@ from reconciler.refresh import IDS_PER_CALL, observe_jobs, read_inventory, resol
 from reconciler.state import State, StateStore, fold
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
-    from reconciler.applier import ApplyOptions, ApplyResult, Emit, Recorder
+    from reconciler.applier import ApplyOptions, ApplyResult, Emit
+    from reconciler.state.recorder import Recorder
     from reconciler.cloud.client import WorkspaceClient
 
 Clock = Callable[[], datetime]
@@ -195,7 +196,7 @@ class ApplySession:
 
     def _begin(self) -> Recorder:
         if self.recorder is None:
-            from reconciler.applier import Recorder
+            from reconciler.state.recorder import Recorder
 
             self.recorder = Recorder(self.store, self.snap.state, self.now)
             self.recorder.record(
