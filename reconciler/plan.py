@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class Plan:
     refresh_only: bool = False  # apply --refresh-only: records live images, rebuilds nothing
     journal_digest: str | None = None
     manifest_digest: str = ""
+    manifest_directory: str | None = None  # absolute; recorded in plan files
     settings: Settings | None = None
     created_at: str = ""
 
@@ -197,7 +198,12 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "kind": PLAN_KIND,
         "created_at": plan.created_at,
         "state": {"lineage": plan.lineage, "serial": plan.serial, "journal_digest": plan.journal_digest},
-        "manifests": {"digest": plan.manifest_digest},
+        # Where the manifests were, absolute: the state and the simulator fleet are found
+        # relative to it, wherever `apply PLANFILE` runs from.
+        "manifests": {
+            "digest": plan.manifest_digest,
+            "directory": os.path.abspath(plan.settings.base_dir) if plan.settings else None,
+        },
         "refreshed": plan.refreshed,
         "options": {
             "targets": list(plan.targets),
@@ -236,6 +242,7 @@ def plan_from_json(document: Any, source: str) -> Plan:
             ignore_window=options["ignore_window"],
             refresh_only=options.get("refresh_only", False),
             manifest_digest=document["manifests"]["digest"],
+            manifest_directory=document["manifests"].get("directory"),
             settings=settings_from_json(document["settings"]) if document["settings"] else None,
             created_at=document["created_at"],
         )
@@ -262,6 +269,23 @@ def read_plan(path: str | Path) -> Plan:
     except ValueError as exc:
         raise PlanFileError(f"{path} is not valid JSON: {exc}") from None
     return plan_from_json(document, str(path))
+
+
+def settings_for_apply(plan: Plan, source: str) -> Settings:
+    """The plan's settings, with relative paths resolved where the plan was made: the absolute
+    manifest directory when it exists here (``apply`` run from anywhere), else the directory as
+    the plan named it, relative to here (the same checkout on another CI runner)."""
+    if plan.settings is None:
+        raise PlanFileError(f"{source} carries no settings and cannot be applied")
+    recorded = plan.manifest_directory
+    if recorded and Path(recorded).is_dir():
+        return replace(plan.settings, base_dir=recorded)
+    if Path(plan.settings.base_dir).is_dir():
+        return plan.settings
+    raise PlanFileError(
+        f"{source} was made with its manifests at {recorded or plan.settings.base_dir!r}, which is not a "
+        "directory here; apply it where the manifests are checked out"
+    )
 
 
 def check_current(plan: Plan, lineage: str | None, serial: int, journal_digest: str | None) -> None:

@@ -109,3 +109,14 @@ def test_modified_plan_file_is_refused(quickstart: Path, reconciler_command: lis
     refused = run(reconciler_command, "apply", "plan.json", cwd=cwd)
     assert refused.returncode == 1 and "was modified after it was written" in refused.stderr
     assert not (quickstart / ".reconciler" / "state.json").exists()
+
+
+def test_a_saved_plan_applies_to_its_own_state_from_any_directory(quickstart: Path, reconciler_command: list[str]) -> None:
+    cwd = quickstart.parent
+    assert run(reconciler_command, "plan", "quickstart", "--target", "finance-win11", "-o", "plan.json", cwd=cwd).returncode == 0
+    elsewhere = cwd / "elsewhere"
+    elsewhere.mkdir()
+    applied = run(reconciler_command, "apply", "../plan.json", cwd=elsewhere)
+    assert applied.returncode == 0, applied.stderr
+    assert (quickstart / ".reconciler" / "state.json").exists()
+    assert not (elsewhere / ".reconciler").exists()

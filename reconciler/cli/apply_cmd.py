@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,8 +14,7 @@ from reconciler.cli.common import EXIT_ERROR, err, out, target_options
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
-from reconciler.errors import ReconcilerError
-from reconciler.plan import Plan, read_plan
+from reconciler.plan import Plan, read_plan, settings_for_apply
 from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, track_jobs, utc_now
 from reconciler.state import open_store
 
@@ -56,19 +54,12 @@ def _options(plan: Plan, wait: bool | None) -> ApplyOptions:
 
 def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter) -> ApplyResult:
     saved = read_plan(path)
-    if saved.settings is None:
-        raise ReconcilerError(f"{path} carries no settings and cannot be applied")
-    if not Path(saved.settings.base_dir).is_dir():
-        # Paths in a plan (state, simulator fleet) are relative to where `plan` ran.
-        raise ReconcilerError(
-            f"{path} was made with its manifests at {saved.settings.base_dir!r}, which is not a directory here; "
-            "run `reconciler apply` from the directory `reconciler plan` ran in"
-        )
-    store = open_store(saved.settings.state.backend, saved.settings.state_file)
+    settings = settings_for_apply(saved, path)
+    store = open_store(settings.state.backend, settings.state_file)
     with apply_session(store, lock_timeout=lock_timeout) as session:
         session.check_saved(saved)
         printer.plan(saved)
-        with open_client(saved.settings, os.environ) as client:
+        with open_client(settings, os.environ) as client:
             session.observe(client)
             return _execute(session, saved, client, _options(saved, wait), printer)
 
