@@ -296,3 +296,16 @@ def test_a_user_who_connected_since_the_plan_is_not_disturbed(world) -> None:
         result = session.execute(planned.plan, client, ApplyOptions(poll_interval=0.05), w.events.append)
     assert result.ok and result.deferred == [victim] and len(result.submitted) == 2
     assert w.rebuild_counts()[victim] == 0
+
+
+def test_a_busy_desktop_never_recorded_stays_unrecorded(world) -> None:
+    busy = [{"id": "busy-1", "name": "busy-1", "image_id": "img-old", "tags": {"dept": "a"}, "task_status": "rebooting"}]
+    w = world(count=2, desktops=busy)
+    result = w.apply(group())
+    assert result.busy == ["busy-1"] and "busy-1" not in w.store.read().desktops
+    with w.admin() as admin:
+        admin.patch("/_simulator/desktops/busy-1", json={"task_status": ""})
+    with w.client() as client:
+        manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group(),))
+        again = build_plan(manifests, snapshot(w.store), client, PlanOptions(now=utc_now()), utc_now()).plan
+    assert [(c.desktop_id, c.reason.value) for c in again.changes if c.action.value == "rebuild"] == [("busy-1", "not_recorded")]

@@ -186,8 +186,9 @@ class StateBuilder:
         self.serial = state.serial
         self.desktops: dict[str, DesktopRecord] = dict(state.desktops)
         self.jobs: dict[str, JobRecord] = dict(state.jobs)
-        # batch_id -> the jobs the intent replaced, restored if the call is known not to have happened
-        self._pending: dict[str, dict[str, JobRef | None]] = {}
+        # batch_id -> the records the intent replaced (None: there was none), restored if the
+        # call is known not to have happened
+        self._pending: dict[str, dict[str, DesktopRecord | None]] = {}
         self._skipping = False
 
     def build(self) -> State:
@@ -230,8 +231,7 @@ class StateBuilder:
         names = r.get("names") or {}
         previous = {}
         for desktop_id in r["desktop_ids"]:
-            existing = self.desktops.get(desktop_id)
-            previous[desktop_id] = existing.job if existing else None
+            previous[desktop_id] = self.desktops.get(desktop_id)
             job = JobRef(None, "UNKNOWN", r["image_id"], r["at"], batch_id=r["batch_id"])
             self._touch(desktop_id, r["at"], group=r["group"], name=names.get(desktop_id), job=job)
         self._pending[r["batch_id"]] = previous
@@ -249,9 +249,13 @@ class StateBuilder:
     def _on_rejected(self, r: Mapping[str, Any]) -> None:
         """The call definitely did not start a job (refused, or never sent)."""
         previous = self._pending.pop(r["batch_id"], {})
-        for desktop_id, job in previous.items():
-            if desktop_id in self.desktops:
-                self._touch(desktop_id, r["at"], job=job)
+        for desktop_id, record in previous.items():
+            if record is None:
+                # No record before the intent: none after (a record without an image would
+                # read as drift on the next plan).
+                self.desktops.pop(desktop_id, None)
+            else:
+                self.desktops[desktop_id] = record
 
     def _on_unknown(self, r: Mapping[str, Any]) -> None:
         # The desktops stay UNKNOWN (as the intent left them) until resolved from the live API.
@@ -265,7 +269,10 @@ class StateBuilder:
             if record is None or record.job is None or record.job.status != "UNKNOWN":
                 continue
             if not found.get("job_id"):
-                self._touch(desktop_id, r["at"], job=None)
+                if record.image_id is None:
+                    del self.desktops[desktop_id]  # recorded only by the intent: as if never sent
+                else:
+                    self._touch(desktop_id, r["at"], job=None)
                 continue
             self._touch(desktop_id, r["at"], job=record.job._replace(id=found["job_id"], status="SUBMITTED"))
             # A lost call's job has often finished by the time it is found: its status must
