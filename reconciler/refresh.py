@@ -118,18 +118,19 @@ def _parse_job_time(text: str) -> datetime | None:
     return None
 
 
-def latest_rebuilds(client: WorkspaceClient, desktop_ids: Iterable[str]) -> dict[str, SubJob]:
-    """The newest rebuild sub-job of each desktop (one listing of the project's rebuild sub-jobs)."""
+def rebuild_sub_jobs(client: WorkspaceClient, desktop_ids: Iterable[str]) -> dict[str, list[SubJob]]:
+    """Every rebuild sub-job of each desktop (one listing of the project's rebuild sub-jobs)."""
     wanted = set(desktop_ids)
-    newest: dict[str, tuple[datetime, SubJob]] = {}
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    found: dict[str, list[SubJob]] = {}
     for sub in client.iter_sub_jobs(job_type=REBUILD_JOB_TYPE):
-        if sub.desktop_id not in wanted:
-            continue
-        began = _parse_job_time(sub.begin_time) or epoch
-        if sub.desktop_id not in newest or began >= newest[sub.desktop_id][0]:
-            newest[sub.desktop_id] = (began, sub)
-    return {k: v[1] for k, v in newest.items()}
+        if sub.desktop_id in wanted:
+            found.setdefault(sub.desktop_id, []).append(sub)
+    return found
+
+
+def _began(sub: SubJob) -> datetime:
+    # A sub-job without a start time has not started yet: it is the newest there is.
+    return _parse_job_time(sub.begin_time) or datetime.max.replace(tzinfo=timezone.utc)
 
 
 def resolve_unknown(
@@ -140,18 +141,18 @@ def resolve_unknown(
     unknown = {i: r for i, r in state.desktops.items() if r.job is not None and r.job.status == "UNKNOWN"}
     if not unknown:
         return None
-    subs = latest_rebuilds(client, unknown)
+    subs = rebuild_sub_jobs(client, unknown)
     found: dict[str, dict[str, Any]] = {}
     for desktop_id, record in unknown.items():
         assert record.job is not None
         sent = datetime.fromisoformat(record.job.submitted_at)
-        sub = subs.get(desktop_id)
-        began = _parse_job_time(sub.begin_time) if sub else None
-        if sub is not None and (began is None or began >= sent - CLOCK_SLACK):
-            found[desktop_id] = {"job_id": sub.job_id, "status": sub.status, "fail_reason": sub.fail_reason or None}
-        elif desktop_id in live and not live[desktop_id].is_rebuilding:
+        mine = subs.get(desktop_id, [])
+        newest = max(mine, key=_began) if mine else None
+        if newest is not None and _began(newest) >= sent - CLOCK_SLACK:
+            found[desktop_id] = {"job_id": newest.job_id, "status": newest.status, "fail_reason": newest.fail_reason or None}
+        elif desktop_id in live and not live[desktop_id].is_rebuilding and all(s.finished for s in mine):
             found[desktop_id] = {"job_id": None}
-        # else: busy without a sub-job we can see yet; stays UNKNOWN until the next look.
+        # else: a rebuild is under way that we cannot tie to the call yet; UNKNOWN until the next look.
     return {"type": "resolved", "at": utc_now_text(now), "desktops": found} if found else None
 
 
