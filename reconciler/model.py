@@ -203,6 +203,12 @@ class Change:
     after_image: str | None = None
     wave: str | None = None
     detail: str | None = None
+    pending: Reason | None = None  # for a wait that defers a rebuild (window, user): why it is wanted
+
+    @property
+    def drifted(self) -> bool:
+        """Changed outside reconciler, whether rebuilt now or deferred."""
+        return self.reason is Reason.DRIFT or self.pending is Reason.DRIFT
 
 
 @dataclass(frozen=True, slots=True)

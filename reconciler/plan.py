@@ -66,8 +66,15 @@ class Plan:
         return {a.value: counts.get(a.value, 0) for a in Action}
 
     @property
-    def has_changes(self) -> bool:
+    def has_actions(self) -> bool:
+        """Something to do now: a rebuild, an adoption or a forget."""
         return any(c.action in CHANGING_ACTIONS for c in self.changes)
+
+    @property
+    def has_changes(self) -> bool:
+        """The fleet differs from the manifests: something to do now, or a rebuild deferred by
+        a maintenance window or a connected user (``plan --detailed-exitcode`` exits 2)."""
+        return self.has_actions or any(c.pending is not None for c in self.changes)
 
     def group(self, name: str) -> DesktopGroup:
         for group in self.groups:
@@ -169,6 +176,7 @@ def change_to_json(change: Change) -> dict[str, Any]:
         "after": {"image_id": change.after_image},
         "wave": change.wave,
         "detail": change.detail,
+        "pending_reason": change.pending.value if change.pending else None,
     }
 
 
@@ -183,6 +191,7 @@ def change_from_json(data: dict[str, Any]) -> Change:
         after_image=data["after"]["image_id"],
         wave=data["wave"],
         detail=data["detail"],
+        pending=Reason(data["pending_reason"]) if data.get("pending_reason") else None,
     )
 
 

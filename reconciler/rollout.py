@@ -44,9 +44,9 @@ def shape_rollout(
             continue
         desktop = live.get(change.desktop_id)
         if closed is not None:
-            shaped.append(replace(change, action=Action.WAIT, reason=Reason.OUTSIDE_WINDOW, detail=closed))
+            shaped.append(replace(change, action=Action.WAIT, reason=Reason.OUTSIDE_WINDOW, detail=closed, pending=change.reason))
         elif group.rollout.skip_connected and desktop is not None and desktop.login_status == "CONNECTED":
-            shaped.append(replace(change, action=Action.WAIT, reason=Reason.USER_CONNECTED))
+            shaped.append(replace(change, action=Action.WAIT, reason=Reason.USER_CONNECTED, pending=change.reason))
         else:
             wave = CANARY_WAVE if canaries_left > 0 else MAIN_WAVE
             canaries_left -= wave == CANARY_WAVE

@@ -251,3 +251,11 @@ def test_canaries_are_chosen_among_the_targeted_desktops() -> None:
     assert [(c.desktop_id, c.wave) for c in excluded.changes] == [("d2", "canary"), ("d3", "main"), ("d4", "main")]
     targeted = plan([g], state_of(), inv, PlanOptions(targets=("d3", "d4")))
     assert [(c.desktop_id, c.wave) for c in targeted.changes] == [("d3", "canary"), ("d4", "main")]
+
+
+def test_drift_outside_the_window_is_deferred_but_still_a_change() -> None:
+    window = Window(time(22, 0), time(23, 0), "UTC")
+    result = plan([group(window=window)], state_of(d1=record(D)), inventory(live(image=OLD)), PlanOptions(now=NOW))
+    (change,) = result.changes
+    assert (change.action, change.reason, change.pending) == (Action.WAIT, Reason.OUTSIDE_WINDOW, Reason.DRIFT)
+    assert change.drifted and result.has_changes and not result.has_actions

@@ -74,7 +74,7 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
             else:
                 planned = build_plan(manifests, session.snap, client, options, options.now)
             printer.plan(planned.plan)
-            if not planned.plan.has_changes:
+            if not planned.plan.has_actions:
                 session.record(planned.observed)  # jobs seen finished are still worth recording
                 if args["wait"]:
                     _finish_running(session, client, planned.plan, printer)

@@ -123,7 +123,7 @@ def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_win
 @click.option("--refresh/--no-refresh", default=True, show_default=True, help="Read the live fleet (desktops, jobs) before planning.")
 @target_options
 @click.option("--ignore-window", is_flag=True, help="Plan rebuilds even for groups outside their maintenance window.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are (deferred rebuilds count), 1 on error.")
 @json_option("Write the plan document (the same JSON as -o) to stdout.")
 def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
          ignore_window: bool, detailed_exitcode: bool, as_json: bool) -> None:

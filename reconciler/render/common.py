@@ -97,7 +97,7 @@ def sections(plan: Plan) -> list[Section]:
         window = next((c.detail for c in ordered if c.reason is Reason.OUTSIDE_WINDOW), None)
         result.append(Section(
             name, known.get(name), ordered, Counter(c.action for c in ordered),
-            sum(c.reason is Reason.DRIFT for c in ordered), sum(c.wave == "canary" for c in ordered), befores, window,
+            sum(c.drifted for c in ordered), sum(c.wave == "canary" for c in ordered), befores, window,
         ))
     return sorted(result, key=lambda s: (s.group is None, s.name))
 
@@ -131,7 +131,7 @@ def reason_counts(plan: Plan) -> list[tuple[Reason, int]]:
 
 def summary_line(plan: Plan) -> str:
     counts = plan.summary()
-    drift = sum(1 for c in plan.changes if c.reason is Reason.DRIFT)
+    drift = sum(1 for c in plan.changes if c.drifted)
     return (
         f"Plan: {counts['rebuild']} to rebuild ({drift} drifted), {counts['adopt']} to adopt, "
         f"{counts['forget']} to forget, {counts['wait']} waiting."
@@ -153,7 +153,7 @@ def caveats(plan: Plan, refresh_only: bool) -> list[str]:
 
 def drift_note(plan: Plan) -> list[str]:
     """Terraform's "changed outside of Terraform", said before the plan."""
-    drift = Counter(c.group for c in plan.changes if c.reason is Reason.DRIFT)
+    drift = Counter(c.group for c in plan.changes if c.drifted)
     if not drift:
         return []
     total = sum(drift.values())

@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Callable, Sequence
 
-from reconciler.model import Action, Change, Reason
+from reconciler.model import Action, Change
 from reconciler.plan import Plan
 from reconciler.render.common import (
     REASON_TEXT,
@@ -83,7 +83,7 @@ def _md_table(plan: Plan, parts: Sequence[Section], rows: int) -> list[str]:
 
 def _md_alerts(plan: Plan, refresh_only: bool) -> list[str]:
     lines: list[str] = []
-    drift = sum(1 for c in plan.changes if c.reason is Reason.DRIFT)
+    drift = sum(1 for c in plan.changes if c.drifted)
     if drift:
         it, was, its = ("it", "was", "its") if drift == 1 else ("they", "were", "their")
         lines += ["> [!WARNING]", f"> **{plural(drift, 'desktop')} drifted**: {it} {was} changed outside reconciler "

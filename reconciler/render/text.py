@@ -35,6 +35,8 @@ from reconciler.render.common import (
 
 def _extras(change: Change, wanted: str | None) -> str:
     extras = [change.reason.value]
+    if change.pending is not None:
+        extras.append(f"then rebuild: {change.pending.value}")
     if change.reason is Reason.LIVE_IMAGE and wanted:
         extras.append(f"the group wants {wanted}")
     if change.wave == "canary":
@@ -105,7 +107,7 @@ def plan_text(plan: Plan, style: Style = plain, *, refresh_only: bool | None = N
     lines += _why_text(plan)
     if refresh_only:
         lines += _refresh_only_footer(plan)
-    elif not plan.has_changes:
+    elif not plan.has_actions:
         lines.append("No changes to make now; the waiting desktops are picked up by a later run.")
     lines.append(LEGEND)
     return "\n".join(lines) + "\n"
