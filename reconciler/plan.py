@@ -259,13 +259,28 @@ def plan_from_json(document: Any, source: str) -> Plan:
         raise PlanFileError(f"{source} is not a valid plan: {type(exc).__name__}: {exc}") from None
 
 
+def check_writable(path: str | Path) -> None:
+    """Refuse a plan file path whose directory does not exist, before any work is done."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise PlanFileError(f"cannot write the plan to {path}: the directory {parent} does not exist")
+
+
 def write_plan(plan: Plan, path: str | Path) -> None:
+    """Write the plan file atomically (temp file, fsync, rename)."""
     target = Path(path)
+    check_writable(target)
     payload = json.dumps(plan_to_json(plan), indent=1).encode("utf-8") + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent or ".")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(payload)
-    os.replace(tmp, target)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise PlanFileError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
 
 
 def read_plan(path: str | Path) -> Plan:

@@ -19,7 +19,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.manifest import ManifestError, load_manifests
 from reconciler.manifest.reading import ManifestReading
 from reconciler.model import ManifestSet
-from reconciler.plan import PLAN_KIND, Plan, plan_to_json, read_plan, write_plan
+from reconciler.plan import PLAN_KIND, Plan, check_writable, plan_to_json, read_plan, write_plan
 from reconciler.planner import PlanOptions
 from reconciler.state import StateStore, open_store, state_to_json
 
@@ -137,6 +137,8 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
       reconciler plan manifests/
       reconciler plan manifests/ -o plan.json --detailed-exitcode
     """
+    if out_file:
+        check_writable(out_file)
     with collector_paused():
         manifests, snap = load_with_state(paths)
         planned = make_plan(manifests, snap, refresh, plan_options(targets, excludes, ignore_window))

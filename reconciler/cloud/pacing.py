@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 
 SLOWDOWN = 1.1
+MAX_HOLD = 60.0  # a Retry-After beyond a minute is taken as a minute
 RECOVERY = 0.998
 
 
@@ -66,7 +67,7 @@ class RateLimiter:
         the hold, which ``acquire`` now enforces for the retry too."""
         with self._lock:
             self.interval = min(self.base_interval * 2, self.interval * SLOWDOWN)
-            hold = self.interval if retry_after is None else max(retry_after, self.interval)
+            hold = self.interval if retry_after is None else min(max(retry_after, self.interval), MAX_HOLD)
             self._tokens = min(self._tokens, 1.0 - hold / self.interval)
             return hold
 

@@ -223,6 +223,15 @@ def settings_of(declared: Declared) -> Settings:
     return build.build_settings(declared.value, Location(declared.file, declared.line), base_dir)
 
 
+def _check_fleet(settings: Settings) -> None:
+    """The embedded simulator's fleet file must exist (validate checks it without the network)."""
+    fleet = settings.simulator_fleet
+    if fleet is not None and not settings.resolve(fleet).is_file():
+        source = settings.source
+        problem = f"no such file: {settings.resolve(fleet)}"
+        raise ManifestError([Problem(source.file, source.line, source.column, "spec.simulator.fleet", problem)])
+
+
 def finish(collected: Collected) -> ManifestSet:
     """Cross-document checks over every file read, then the manifest set."""
     fleets = simulator_fleets(collected)
@@ -232,6 +241,7 @@ def finish(collected: Collected) -> ManifestSet:
     if problems:
         raise ManifestError(problems)
     settings = _settings(collected)
+    _check_fleet(settings)
     groups = _groups(collected, settings)
     return ManifestSet(
         settings=settings,

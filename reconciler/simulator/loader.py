@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import ValidationError, best_match
 
+from reconciler.errors import ReconcilerError
 from reconciler.simulator import spec
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -30,7 +31,7 @@ _TYPE_WORDS = {
 }
 
 
-class FleetError(ValueError):
+class FleetError(ReconcilerError, ValueError):
     """An invalid fleet; ``problems`` holds one ``<file>:<line>: <path>: <problem>`` per issue."""
 
     def __init__(self, problems: Iterable[str]) -> None:
@@ -70,7 +71,12 @@ def format_path(path: PathKey) -> str:
 # --- schema problems -------------------------------------------------------------------------
 
 def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    """A value for a message, kept short: a wrong file may hold anything."""
+    if not isinstance(value, (str, int, float, bool, type(None))):
+        return type(value).__name__
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + '..."'
+
 
 
 def _describe(error: ValidationError) -> list[Problem]:

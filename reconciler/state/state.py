@@ -209,7 +209,10 @@ class StateBuilder:
         handler = getattr(self, f"_on_{kind}", None)
         if handler is None:
             raise StateError(f"the journal holds an unknown record type {kind!r}")
-        handler(record)
+        try:
+            handler(record)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise StateError(f"the journal holds a malformed {kind!r} record ({type(exc).__name__}: {exc})") from None
 
     def _begin(self, record: Mapping[str, Any]) -> None:
         lineage = record.get("lineage")
