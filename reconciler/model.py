@@ -38,6 +38,10 @@ class Image:
     order_id: str | None = None
 
 
+# Day names as manifests write them; a Window's days are indexes into this (0 = Monday).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """Weekly maintenance window. ``days`` are the days the window *opens* (0 = Monday);

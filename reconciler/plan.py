@@ -21,6 +21,7 @@ from typing import Any
 from reconciler.errors import ReconcilerError
 from reconciler.model import (
     CHANGING_ACTIONS,
+    WEEKDAYS,
     Action,
     ApiSettings,
     Change,
@@ -88,9 +89,8 @@ class Plan:
 def _window_json(window: Window | None) -> dict[str, Any] | None:
     if window is None:
         return None
-    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     return {
-        "days": [names[d] for d in sorted(window.days)],
+        "days": [WEEKDAYS[d] for d in sorted(window.days)],
         "start": window.start.strftime("%H:%M"),
         "end": window.end.strftime("%H:%M"),
         "timezone": window.timezone,
@@ -116,12 +116,11 @@ def group_to_json(group: DesktopGroup) -> dict[str, Any]:
 def _window_from_json(data: dict[str, Any] | None) -> Window | None:
     if data is None:
         return None
-    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     return Window(
         start=time.fromisoformat(data["start"]),
         end=time.fromisoformat(data["end"]),
         timezone=data["timezone"],
-        days=frozenset(names.index(d) for d in data["days"]),
+        days=frozenset(WEEKDAYS.index(d) for d in data["days"]),
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from reconciler.model import Window
+from reconciler.model import WEEKDAYS, Window
 
 
 def _openings(window: Window, around: date) -> Iterator[tuple[datetime, datetime]]:
@@ -44,6 +44,5 @@ def next_opening(window: Window, moment: datetime) -> datetime:
 
 
 def describe(window: Window) -> str:
-    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-    days = ",".join(names[d] for d in sorted(window.days)) if window.days else "daily"
+    days = ",".join(WEEKDAYS[d] for d in sorted(window.days)) if window.days else "daily"
     return f"{days} {window.start:%H:%M}-{window.end:%H:%M} {window.timezone}"

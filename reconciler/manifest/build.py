@@ -17,6 +17,7 @@ from reconciler.cloud.endpoints import validate_endpoint
 from reconciler.errors import ConfigurationError
 from reconciler.manifest.messages import Finding
 from reconciler.model import (
+    WEEKDAYS,
     ApiSettings,
     DesktopGroup,
     FailureBudget,
@@ -29,7 +30,7 @@ from reconciler.model import (
     Window,
 )
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # Window.days: 0 = Monday
+DAYS = WEEKDAYS
 TARGETS = ("region", "endpoint", "simulator")
 CRITERIA = ("tags", "pool_id", "enterprise_project_id", "image_id", "name")
 WINDOW = ("spec", "rollout", "window")
