@@ -8,8 +8,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +17,16 @@ import httpx
 
 from reconciler.cloud.auth import AkSkAuth, credentials_from_env
 from reconciler.cloud.client import WorkspaceClient
-from reconciler.cloud.endpoints import endpoint_host, iam_endpoint_for, is_loopback, region_endpoint, validate_endpoint
+from reconciler.cloud.endpoints import (
+    endpoint_host,
+    iam_endpoint_for,
+    is_loopback,
+    region_endpoint,
+    validate_endpoint,
+)
 from reconciler.cloud.pacing import RateLimiter
 from reconciler.errors import ConfigurationError
+from reconciler.files import write_atomically
 from reconciler.model import Settings
 
 if TYPE_CHECKING:
@@ -75,7 +80,10 @@ def embedded_simulator(settings: Settings) -> Iterator[Simulator]:
     Its state lives next to reconciler's state (``simulator.json``); editing the fleet file
     starts the simulated cloud afresh.
     """
-    from reconciler.simulator import Simulator, load_fleet  # only the embedded mode needs it
+    from reconciler.simulator import (  # only the embedded mode needs it
+        Simulator,
+        load_fleet,
+    )
 
     fleet_path = settings.resolve(settings.simulator_fleet or "")
     if not fleet_path.is_file():
@@ -99,9 +107,4 @@ def embedded_simulator(settings: Settings) -> Iterator[Simulator]:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))

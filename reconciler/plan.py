@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from datetime import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ReconcilerError
+from reconciler.files import write_atomically
 from reconciler.model import (
     CHANGING_ACTIONS,
     WEEKDAYS,
@@ -270,15 +270,9 @@ def write_plan(plan: Plan, path: str | Path) -> None:
     target = Path(path)
     check_writable(target)
     payload = json.dumps(plan_to_json(plan), indent=1).encode("utf-8") + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        write_atomically(target, payload)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise PlanFileError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
 
 

@@ -12,12 +12,12 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.files import fsync_dir, write_atomically
 from reconciler.state.state import State, StateError, state_from_json, state_to_json
 from reconciler.state.store import LockInfo, LockMismatch, StateLocked, StateStore
 
@@ -42,14 +42,6 @@ def encode_state(document: Mapping[str, Any]) -> bytes:
             lines.append(f" {_compact(key)}: {_compact(value)},")
     lines[-1] = lines[-1].rstrip(",")
     return ("\n".join(lines) + "\n}\n").encode("utf-8")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStateStore(StateStore):
@@ -83,18 +75,7 @@ class LocalStateStore(StateStore):
     def write(self, state: State) -> None:
         self._ensure_dir()
         payload = encode_state(state_to_json(state))
-        # mkstemp creates the file with mode 0600, so the state is never readable by others.
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
+        write_atomically(self.path, payload)  # mode 0600: the state is never readable by others
 
     # -- lock --------------------------------------------------------------------------------
 
@@ -236,7 +217,7 @@ class LocalStateStore(StateStore):
             self._journal_fd = None
         self.journal_path.unlink(missing_ok=True)
         if self.path.parent.exists():
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def journal_digest(self) -> str | None:
         try:
