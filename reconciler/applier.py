@@ -20,10 +20,10 @@ from reconciler.cloud import errors
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup
 from reconciler.plan import Plan
+from reconciler.recheck import connected_users, window_closed
 from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state.recorder import Recorder
-from reconciler.recheck import connected_users, window_closed
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from reconciler.cloud.models import Desktop
 from reconciler.errors import ReconcilerError
@@ -43,7 +43,7 @@ class PlanOptions:
     targets: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     ignore_window: bool = False
-    now: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=timezone.utc))
+    now: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
 
 
 def _recorded_by_group(state: State) -> dict[str, list[str]]:

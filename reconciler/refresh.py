@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud.models import DESKTOP_PAGE_LIMIT, REBUILD_JOB_TYPE, Desktop, SubJob
@@ -30,7 +30,7 @@ CLOCK_SLACK = timedelta(minutes=2)
 
 
 def utc_now_text(now: datetime) -> str:
-    return now.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return now.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -112,7 +112,7 @@ class JobObservation:
 def _parse_job_time(text: str) -> datetime | None:
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     return None
@@ -130,7 +130,7 @@ def rebuild_sub_jobs(client: WorkspaceClient, desktop_ids: Iterable[str]) -> dic
 
 def _began(sub: SubJob) -> datetime:
     # A sub-job without a start time has not started yet: it is the newest there is.
-    return _parse_job_time(sub.begin_time) or datetime.max.replace(tzinfo=timezone.utc)
+    return _parse_job_time(sub.begin_time) or datetime.max.replace(tzinfo=UTC)
 
 
 def resolve_unknown(

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud.models import Desktop
@@ -23,14 +23,14 @@ from reconciler.state import State, StateStore, fold
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
     from reconciler.applier import ApplyOptions, ApplyResult, Emit
-    from reconciler.state.recorder import Recorder
     from reconciler.cloud.client import WorkspaceClient
+    from reconciler.state.recorder import Recorder
 
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ are made in UTC, so DST transitions neither stretch nor skip a window's instants
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reconciler.model import WEEKDAYS, Window
@@ -24,7 +24,7 @@ def _openings(window: Window, around: date) -> Iterator[tuple[datetime, datetime
         opens = datetime.combine(day, window.start, tzinfo=zone)
         close_day = day + timedelta(days=1) if window.end <= window.start else day
         closes = datetime.combine(close_day, window.end, tzinfo=zone)
-        yield opens.astimezone(timezone.utc), closes.astimezone(timezone.utc)
+        yield opens.astimezone(UTC), closes.astimezone(UTC)
 
 
 def _local_date(window: Window, moment: datetime) -> date:
@@ -32,13 +32,13 @@ def _local_date(window: Window, moment: datetime) -> date:
 
 
 def is_open(window: Window, moment: datetime) -> bool:
-    at = moment.astimezone(timezone.utc)
+    at = moment.astimezone(UTC)
     return any(opens <= at < closes for opens, closes in _openings(window, _local_date(window, moment)))
 
 
 def next_opening(window: Window, moment: datetime) -> datetime:
     """The first opening at or after ``moment``, in the window's time zone."""
-    at = moment.astimezone(timezone.utc)
+    at = moment.astimezone(UTC)
     upcoming = [opens for opens, _ in _openings(window, _local_date(window, moment)) if opens >= at]
     return min(upcoming).astimezone(ZoneInfo(window.timezone))
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Generator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from reconciler.cloud.signing import DATE_HEADER, format_sdk_date, sign
 from reconciler.simulator import Simulator
+
+# CI runs the same examples every time (a failure there is reproducible); locally they vary.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 CLOCK_START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 # Lines the crash and fault harnesses print at the end of every run (seeds, trials, figures).
@@ -60,7 +67,7 @@ class SdkSignature(httpx.Auth):
         self.ak, self.sk, self.clock, self.project_id = ak, sk, clock, project_id
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers[DATE_HEADER] = format_sdk_date(datetime.fromtimestamp(self.clock(), timezone.utc))
+        request.headers[DATE_HEADER] = format_sdk_date(datetime.fromtimestamp(self.clock(), UTC))
         if self.project_id:
             request.headers["X-Project-Id"] = self.project_id
         signed = {k: v for k, v in request.headers.items() if k.lower() in ("host", "content-type", "x-sdk-date", "x-project-id")}

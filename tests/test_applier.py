@@ -4,6 +4,7 @@ desktops, failures that do not stop other groups, lost answers, waiting, and the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -268,14 +269,14 @@ def _plan_then_apply_at(w: World, group_: DesktopGroup, planned_at, applied_at) 
 
 
 def test_a_plan_applied_after_its_window_closed_rebuilds_nothing(world) -> None:
-    from datetime import datetime, time, timezone
+    from datetime import datetime, time
 
     from reconciler.model import Window
 
     w = world(count=3)
     windowed = group(window=Window(time(22, 0), time(23, 0), "UTC"))
-    inside = datetime(2026, 11, 27, 22, 30, tzinfo=timezone.utc)
-    after = datetime(2026, 11, 27, 23, 30, tzinfo=timezone.utc)
+    inside = datetime(2026, 11, 27, 22, 30, tzinfo=UTC)
+    after = datetime(2026, 11, 27, 23, 30, tzinfo=UTC)
     result = _plan_then_apply_at(w, windowed, inside, after)
     assert result.ok and not result.submitted and len(result.deferred) == 3
     assert set(w.rebuild_counts().values()) == {0}
@@ -283,10 +284,10 @@ def test_a_plan_applied_after_its_window_closed_rebuilds_nothing(world) -> None:
 
 
 def test_a_user_who_connected_since_the_plan_is_not_disturbed(world) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     w = world(count=3)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     victim = sorted(w.names().values())[0]
     manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group(skip_connected=True),))
     with w.client() as client, apply_session(w.store) as session:

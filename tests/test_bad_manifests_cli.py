@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from corpus import bad_cases, expectations, materialize
+
 from reconciler.cli import main
 from reconciler.state import LocalStateStore
 from reconciler.state.conformance import sample_state

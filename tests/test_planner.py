@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from types import MappingProxyType
 
 import pytest
@@ -16,7 +16,7 @@ from reconciler.planner import Inventory, PlanError, PlanOptions, plan
 from reconciler.state import DesktopRecord, JobRef, State
 
 D, OLD, OTHER = "img-desired", "img-old", "img-other"
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def group(name: str = "g", ids: tuple[str, ...] = ("d1",), image: str = D, **rollout: object) -> DesktopGroup:
@@ -163,14 +163,14 @@ def test_connected_users_are_deferred_when_asked() -> None:
 def test_outside_window_waits_and_says_when_it_opens() -> None:
     window = Window(time(22, 0), time(6, 0), "Asia/Shanghai", frozenset({5, 6}))
     g = group(window=window)
-    friday_noon = datetime(2026, 11, 27, 4, 0, tzinfo=timezone.utc)  # 12:00 in Shanghai, a Friday
+    friday_noon = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai, a Friday
     result = plan([g], state_of(), inventory(live()), PlanOptions(now=friday_noon))
     change = result.changes[0]
     assert (change.action, change.reason) == (Action.WAIT, Reason.OUTSIDE_WINDOW)
     assert "2026-11-28T22:00+08:00" in (change.detail or "")
     ignored = plan([g], state_of(), inventory(live()), PlanOptions(now=friday_noon, ignore_window=True))
     assert ignored.changes[0].action is Action.REBUILD
-    saturday_night = datetime(2026, 11, 28, 15, 30, tzinfo=timezone.utc)  # 23:30 Saturday in Shanghai
+    saturday_night = datetime(2026, 11, 28, 15, 30, tzinfo=UTC)  # 23:30 Saturday in Shanghai
     assert plan([g], state_of(), inventory(live()), PlanOptions(now=saturday_night)).changes[0].action is Action.REBUILD
 
 
@@ -185,7 +185,7 @@ def scenarios(draw):
     ids = [f"d{i:02d}" for i in range(draw(st.integers(0, 12)))]
     owners = draw(st.lists(st.sampled_from(["a", "b", None]), min_size=len(ids), max_size=len(ids)))
     groups = [
-        group(name, ids=tuple(i for i, o in zip(ids, owners) if o == name), image=draw(IMAGES), canary=draw(st.integers(0, 2)))
+        group(name, ids=tuple(i for i, o in zip(ids, owners, strict=False) if o == name), image=draw(IMAGES), canary=draw(st.integers(0, 2)))
         for name in ("a", "b")
     ]
     records = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,7 @@ def test_a_call_still_on_its_way_when_the_next_run_starts_is_not_sent_twice(tmp_
     client timeout before looking, so it finds the job instead of sending a second one."""
     w = World.build(tmp_path, count=2, job_seconds=0.05)
     ids = w.ids()
-    request = w.dead_run(ids, at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    request = w.dead_run(ids, at=datetime.now(UTC).isoformat(timespec="seconds"))
     landed: list[str] = []
 
     def arrive() -> None:

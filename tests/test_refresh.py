@@ -3,7 +3,7 @@ simulator never produces (a sub-job not started yet has no begin time)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -11,7 +11,7 @@ from reconciler.cloud.models import Desktop, SubJob
 from reconciler.refresh import resolve_unknown
 from reconciler.state import DesktopRecord, JobRef, State
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 class SubJobs:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ def test_connected_users_are_deferred(tmp_path, serve_fleet, reconciler_command)
 
 def closed_window() -> dict[str, Any]:
     """A window that is certainly closed now: a one-hour window three days from today."""
-    day = DAYS[(datetime.now(timezone.utc).weekday() + 3) % 7]
+    day = DAYS[(datetime.now(UTC).weekday() + 3) % 7]
     return {"days": [day], "start": "01:00", "end": "02:00", "timezone": "UTC"}
 
 

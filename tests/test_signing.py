@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -148,7 +148,7 @@ def test_agrees_with_official_signer(
 
 
 def test_agrees_with_official_signer_on_utc_now() -> None:
-    now = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Type": "application/json", "X-Sdk-Date": now}
     expected = _official("GET", "h.example", "/v2/p/desktops/detail", [("limit", "500")], headers, "", "AK", "SK")
     assert sign("GET", "https://h.example/v2/p/desktops/detail?limit=500", headers, b"", "AK", "SK") == expected

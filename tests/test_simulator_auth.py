@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -40,7 +40,7 @@ def raw(sim: Simulator) -> httpx.Client:
 
 def signed_headers(method: str, url: str, when: float, body: bytes = b"", sk: str = SK,
                    extra: dict[str, str] | None = None) -> dict[str, str]:
-    headers = {"Host": "127.0.0.1", "X-Sdk-Date": format_sdk_date(datetime.fromtimestamp(when, timezone.utc)),
+    headers = {"Host": "127.0.0.1", "X-Sdk-Date": format_sdk_date(datetime.fromtimestamp(when, UTC)),
                "Content-Type": "application/json", **(extra or {})}
     headers["Authorization"] = sign(method, url, headers, body, AK, sk)
     return headers
@@ -94,7 +94,7 @@ def test_missing_credentials_and_headers(sim: Simulator, fake_clock: Any) -> Non
     headers = signed_headers("GET", url, fake_clock(), extra={"X-Extra": "1"})
     del headers["X-Extra"]
     assert_401(client.get(LIST, headers=headers), "the signed header 'x-extra' is missing")
-    date = format_sdk_date(datetime.fromtimestamp(fake_clock(), timezone.utc))
+    date = format_sdk_date(datetime.fromtimestamp(fake_clock(), UTC))
     unsigned_date = {"X-Sdk-Date": date, "Authorization": f"SDK-HMAC-SHA256 Access={AK}, SignedHeaders=host, Signature=00"}
     assert_401(client.get(LIST, headers=unsigned_date), "the X-Sdk-Date header must be signed")
 

@@ -9,8 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from reconciler.simulator import FleetError, fleet_schema, load_fleet, load_fleet_data
-from reconciler.simulator import loader
+from reconciler.simulator import FleetError, fleet_schema, load_fleet, load_fleet_data, loader
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "fleet.schema.json"

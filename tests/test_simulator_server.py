@@ -15,8 +15,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from reconciler.simulator.cli import simulator
 from reconciler.simulator import Simulator, load_fleet, load_fleet_data
+from reconciler.simulator.cli import simulator
 from reconciler.simulator.server import make_server
 
 FIXTURE = Path(__file__).parent / "fixtures" / "simulator-sdk.yaml"

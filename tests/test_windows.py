@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -41,12 +41,12 @@ def test_window_crossing_midnight(moment: datetime, expected: bool) -> None:
 
 def test_the_same_instant_in_another_zone_gives_the_same_answer() -> None:
     moment = local(SHANGHAI, 2026, 11, 29, 3, 0)
-    assert is_open(WEEKEND_NIGHTS, moment.astimezone(timezone.utc))
+    assert is_open(WEEKEND_NIGHTS, moment.astimezone(UTC))
     assert is_open(WEEKEND_NIGHTS, moment.astimezone(NEW_YORK))
 
 
 def test_next_opening_is_in_the_window_zone() -> None:
-    friday_noon_utc = datetime(2026, 11, 27, 4, 0, tzinfo=timezone.utc)
+    friday_noon_utc = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
     opening = next_opening(WEEKEND_NIGHTS, friday_noon_utc)
     assert opening.isoformat() == "2026-11-28T22:00:00+08:00"
     assert next_opening(WEEKEND_NIGHTS, opening) == opening
@@ -54,12 +54,12 @@ def test_next_opening_is_in_the_window_zone() -> None:
 
 def test_daily_window_and_24_hour_window() -> None:
     daily = Window(time(1, 0), time(2, 0), "UTC")
-    assert is_open(daily, datetime(2026, 1, 5, 1, 30, tzinfo=timezone.utc))
-    assert not is_open(daily, datetime(2026, 1, 5, 2, 30, tzinfo=timezone.utc))
-    assert next_opening(daily, datetime(2026, 1, 5, 2, 30, tzinfo=timezone.utc)) == datetime(2026, 1, 6, 1, 0, tzinfo=ZoneInfo("UTC"))
+    assert is_open(daily, datetime(2026, 1, 5, 1, 30, tzinfo=UTC))
+    assert not is_open(daily, datetime(2026, 1, 5, 2, 30, tzinfo=UTC))
+    assert next_opening(daily, datetime(2026, 1, 5, 2, 30, tzinfo=UTC)) == datetime(2026, 1, 6, 1, 0, tzinfo=ZoneInfo("UTC"))
     all_day_sunday = Window(time(0, 0), time(0, 0), "UTC", frozenset({SUN}))
-    assert is_open(all_day_sunday, datetime(2026, 1, 4, 23, 59, tzinfo=timezone.utc))
-    assert not is_open(all_day_sunday, datetime(2026, 1, 5, 0, 0, tzinfo=timezone.utc))
+    assert is_open(all_day_sunday, datetime(2026, 1, 4, 23, 59, tzinfo=UTC))
+    assert not is_open(all_day_sunday, datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
     assert describe(WEEKEND_NIGHTS) == "sat,sun 22:00-06:00 Asia/Shanghai"
 
 
@@ -69,24 +69,24 @@ def test_spring_forward_keeps_the_window_in_wall_clock_time() -> None:
     assert is_open(window, local(NEW_YORK, 2026, 3, 8, 1, 30))
     assert is_open(window, local(NEW_YORK, 2026, 3, 8, 3, 30))
     assert not is_open(window, local(NEW_YORK, 2026, 3, 8, 4, 0))
-    opens = datetime(2026, 3, 8, 6, 0, tzinfo=timezone.utc)  # 01:00 EST
-    closes = datetime(2026, 3, 8, 8, 0, tzinfo=timezone.utc)  # 04:00 EDT
+    opens = datetime(2026, 3, 8, 6, 0, tzinfo=UTC)  # 01:00 EST
+    closes = datetime(2026, 3, 8, 8, 0, tzinfo=UTC)  # 04:00 EDT
     assert is_open(window, opens) and not is_open(window, closes) and is_open(window, closes - timedelta(seconds=1))
 
 
 def test_fall_back_window_lasts_its_extra_hour() -> None:
     # New York, 2026-11-01: 02:00 EDT becomes 01:00 EST. A 00:00-03:00 window lasts 4 hours.
     window = Window(time(0, 0), time(3, 0), "America/New_York", frozenset({SUN}))
-    opens = datetime(2026, 11, 1, 4, 0, tzinfo=timezone.utc)  # 00:00 EDT
-    closes = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)  # 03:00 EST
+    opens = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT
+    closes = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)  # 03:00 EST
     assert is_open(window, opens) and is_open(window, closes - timedelta(minutes=1)) and not is_open(window, closes)
 
 
 def test_window_opening_inside_the_spring_gap_opens_at_the_shifted_instant() -> None:
     # 02:30 does not exist on 2026-03-08 in New York; the window opens at 03:30 EDT (07:30 UTC).
     window = Window(time(2, 30), time(5, 0), "America/New_York", frozenset({SUN}))
-    opening = next_opening(window, datetime(2026, 3, 8, 0, 0, tzinfo=timezone.utc))
-    assert opening.astimezone(timezone.utc) == datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc)
+    opening = next_opening(window, datetime(2026, 3, 8, 0, 0, tzinfo=UTC))
+    assert opening.astimezone(UTC) == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
 
 
 ZONES = st.sampled_from(["UTC", "Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kathmandu"])
@@ -99,7 +99,7 @@ TIMES = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
     start=TIMES,
     end=TIMES,
     days=st.frozensets(st.integers(0, 6)),
-    moment=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(timezone.utc)),
+    moment=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC)),
 )
 def test_next_opening_is_open_and_nothing_opens_earlier(zone, start, end, days, moment) -> None:
     window = Window(start, end, zone, days)

@@ -15,8 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.manifest import MAX_ALIAS_NODES, MAX_ALIASES, ManifestError, Problem, load_manifests
-from reconciler.manifest import loader, yamlsafe
+from reconciler.manifest import MAX_ALIAS_NODES, MAX_ALIASES, ManifestError, Problem, load_manifests, loader, yamlsafe
 
 SETTINGS = """\
 apiVersion: reconciler/v1

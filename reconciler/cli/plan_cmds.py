@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +114,7 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
 def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_window: bool) -> PlanOptions:
     if ignore_window:
         err(style("Warning: ", fg="yellow", bold=True) + "--ignore-window: maintenance windows are ignored")
-    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, now=datetime.now(timezone.utc))
+    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, now=datetime.now(UTC))
 
 
 @click.command()

@@ -4,7 +4,7 @@ plain lines when piped. Terminal I/O only."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -33,7 +33,7 @@ class EventPrinter:
     def plan(self, plan: Plan) -> None:
         if self.as_json:
             document = plan_to_json(plan)
-            self({"event": "plan", "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created_at": plan.created_at, "summary": document["summary"], "state": document["state"],
+            self({"event": "plan", "at": datetime.now(UTC).isoformat(timespec="seconds"), "created_at": plan.created_at, "summary": document["summary"], "state": document["state"],
                   "changes": document["changes"]})
         else:
             click.echo(render.plan_text(plan, style), nl=False)

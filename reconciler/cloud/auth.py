@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -69,7 +69,7 @@ class AkSkAuth(httpx.Auth):
         return f"AkSkAuth(ak={self.ak!r}, sk='***')"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        moment = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+        moment = datetime.fromtimestamp(self._clock(), tz=UTC)
         request.headers[DATE_HEADER] = format_sdk_date(moment)
         if self._project_id:
             request.headers["X-Project-Id"] = self._project_id

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-
 SLOWDOWN = 1.1
 MAX_HOLD = 60.0  # a Retry-After beyond a minute is taken as a minute
 RECOVERY = 0.998

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlsplit
 
 ALGORITHM = "SDK-HMAC-SHA256"
@@ -26,13 +26,13 @@ class SigningError(ValueError):
 def format_sdk_date(moment: datetime) -> str:
     """``X-Sdk-Date`` value for an aware or naive-UTC datetime."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.strftime(DATE_FORMAT)
 
 
 def parse_sdk_date(value: str) -> datetime:
     """Parse an ``X-Sdk-Date`` value into an aware UTC datetime; ValueError when malformed."""
-    return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
 
 
 def _encode(text: str) -> str:

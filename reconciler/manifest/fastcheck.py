@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
 Check = Callable[[Any], bool]
 
 # Keywords that do not constrain the instance.
@@ -216,9 +215,6 @@ def compile_schema(schema: Any, resolver: LocalResolver) -> Check:
 
 def _every(checks: list[Check]) -> Check:
     def check_all(value: Any) -> bool:
-        for check in checks:  # a plain loop: about twice as fast as all() over a generator
-            if not check(value):
-                return False
-        return True
+        return all(check(value) for check in checks)
 
     return check_all

@@ -29,7 +29,6 @@ from reconciler.render.common import (
     symbol,
 )
 
-
 # GitHub refuses comments over 65,536 characters; the rest is room for a workflow's own header.
 MARKDOWN_MAX_CHARS = 60_000
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|~"} | {"<": "&lt;", "&": "&amp;", "\n": " ", "\r": " "})
@@ -140,7 +139,7 @@ def _md_with_details(plan: Plan, parts: Sequence[Section], head: str, max_chars:
     def render_with(limit: int) -> str:
         shown = sum(min(limit, len(r)) for r in rows)
         heading = "#### Desktops" + (f" ({shown} of {total} shown)" if shown < total else "")
-        body = [line for s, r in zip(parts, rows) for line in _md_details(s, r, limit)]
+        body = [line for s, r in zip(parts, rows, strict=False) for line in _md_details(s, r, limit)]
         return "\n".join([head, heading, "", *body, foot]) + "\n"
 
     low, high = -1, max(len(r) for r in rows)

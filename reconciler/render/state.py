@@ -9,7 +9,6 @@ from reconciler.render.common import short
 from reconciler.state import State
 
 
-
 def state_list(state: State) -> str:
     if not state.desktops:
         return "The state is empty.\n"

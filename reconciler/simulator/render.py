@@ -7,7 +7,7 @@ No I/O. Every function takes ``now`` so a job's status and progress are read off
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.simulator.fleet import PRODUCT_ID, DesktopRecord
@@ -25,13 +25,13 @@ _PRODUCT = {
 
 def created_time(epoch: float) -> str:
     """Desktop creation time like ``2022-01-21T06:57:47.459Z``."""
-    moment = datetime.fromtimestamp(epoch, timezone.utc)
+    moment = datetime.fromtimestamp(epoch, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def job_time(epoch: float) -> str:
     """Job time like ``2020-04-10 06:45:14`` (UTC)."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _metadata(record: DesktopRecord, image: Image | None) -> dict[str, str]:

@@ -11,7 +11,7 @@ import hmac
 import math
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.cloud.signing import DATE_HEADER, SigningError, parse_authorization, parse_sdk_date, sign
@@ -28,7 +28,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 def iam_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class SimState:
         subs = [self._sub_job(job_id, index, r, now, delay, seconds) for index, r in enumerate(records)]
         job = Job(job_id, JOB_TYPE_REBUILD, now, request.to_dict(), subs)
         self.jobs.add(job)
-        for record, sub in zip(records, subs):
+        for record, sub in zip(records, subs, strict=False):
             self.fleet.update(record, rebuild_count=record.rebuild_count + 1, task_status="rebuilding",
                               rebuild=(job_id, sub.starts_at, sub.ends_at))
         return job

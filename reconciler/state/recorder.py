@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.state.state import State, StateBuilder
@@ -26,7 +26,7 @@ class Recorder:
         self.changed = False  # anything besides run markers recorded: the state must be written
 
     def at(self) -> str:
-        return self.now().astimezone(timezone.utc).isoformat(timespec="seconds")
+        return self.now().astimezone(UTC).isoformat(timespec="seconds")
 
     def record(self, record: dict[str, Any]) -> None:
         with self._lock:

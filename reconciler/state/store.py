@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.errors import ReconcilerError
@@ -42,7 +42,7 @@ class LockInfo:
             who=f"{user}@{host}",
             pid=os.getpid(),
             hostname=host,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
     def to_json(self) -> dict[str, Any]:

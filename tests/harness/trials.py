@@ -65,11 +65,11 @@ def random_groups(rng: random.Random, desktops: int) -> list[GroupSpec]:
     """Two or three groups sharing ``desktops``, with varied batches, canaries and in-flight caps."""
     names = ["alpha", "bravo", "charlie"][: rng.choice([2, 3])]
     cuts = sorted(rng.sample(range(20, desktops - 20), len(names) - 1))
-    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, desktops])]
+    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, desktops], strict=False)]
     return [
         GroupSpec(name, size, batch_size=rng.choice([10, 25, 50, 100]), canary=rng.choice([0, 0, 2, 5]),
                   max_in_flight=rng.choice([None, None, 40, 75]), current=rng.randint(0, 4))
-        for name, size in zip(names, sizes)
+        for name, size in zip(names, sizes, strict=False)
     ]
 
 
