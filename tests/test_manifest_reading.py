@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.manifest import ManifestError
-from reconciler.manifest.reading import ManifestReading
+from reconciler.manifest.set_reading import ManifestReading
 
 SETTINGS = """apiVersion: reconciler/v1
 kind: Settings

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.manifest import MAX_ALIAS_NODES, MAX_ALIASES, ManifestError, Problem, load_manifests, loader, yamlsafe
+from reconciler.manifest import MAX_ALIAS_NODES, MAX_ALIASES, ManifestError, Problem, load_manifests, parsing, yamlsafe
 
 SETTINGS = """\
 apiVersion: reconciler/v1
@@ -152,7 +152,7 @@ def test_text_that_is_not_utf8_is_located(tmp_path: Path) -> None:
 
 def test_the_size_limit_is_checked_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     limit = len(GROUP.encode())
-    monkeypatch.setattr(loader, "MAX_FILE_BYTES", limit)
+    monkeypatch.setattr(parsing, "MAX_FILE_BYTES", limit)
     (tmp_path / "settings.yaml").write_text(SETTINGS)
     (tmp_path / "group.yaml").write_text(GROUP)
     assert load_manifests([tmp_path]).groups[0].name == "finance"  # exactly at the limit
@@ -169,7 +169,7 @@ def test_the_size_limit_is_checked_before_parsing(tmp_path: Path, monkeypatch: p
 
 def test_the_default_size_limit_refuses_a_big_file(tmp_path: Path) -> None:
     (tmp_path / "settings.yaml").write_text(SETTINGS)
-    (tmp_path / "big.yaml").write_bytes(GROUP.encode() + b"#" * loader.MAX_FILE_BYTES)
+    (tmp_path / "big.yaml").write_bytes(GROUP.encode() + b"#" * parsing.MAX_FILE_BYTES)
     with pytest.raises(ManifestError, match=r"big\.yaml:1:1: the file is larger than 8 MiB"):
         load_manifests([tmp_path])
 

@@ -17,7 +17,7 @@ from reconciler import render
 from reconciler.cli.common import EXIT_CHANGES, err, json_option, manifest_paths, out, out_json, style, target_options
 from reconciler.errors import ReconcilerError
 from reconciler.manifest import ManifestError, load_manifests
-from reconciler.manifest.reading import ManifestReading
+from reconciler.manifest.set_reading import ManifestReading
 from reconciler.model import ManifestSet
 from reconciler.plan import PLAN_KIND, Plan, check_writable, plan_to_json, read_plan, write_plan
 from reconciler.planner import PlanOptions

@@ -5,8 +5,10 @@ Reads files (``load_manifests``); the submodules say which of them do I/O.
 whose ``problems`` name file, line, column and field of everything wrong, all at once.
 """
 
-from reconciler.manifest.loader import MAX_FILE_BYTES, SUFFIXES, load_manifests
+from reconciler.manifest.discovery import SUFFIXES
+from reconciler.manifest.parsing import MAX_FILE_BYTES
 from reconciler.manifest.problems import ManifestError, Problem
+from reconciler.manifest.set_reading import load_manifests
 from reconciler.manifest.yamlsafe import MAX_ALIAS_NODES, MAX_ALIASES
 
 __all__ = [

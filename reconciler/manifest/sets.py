@@ -1,5 +1,5 @@
 """Checks across the documents of a manifest set: exactly one Settings, unique group names, each
-desktop in one group only. Works on what the loader collected; no file I/O (a file's bytes are
+desktop in one group only. Works on what the parsing collected; no file I/O (a file's bytes are
 re-parsed from memory to find the line of a conflicting desktop id).
 """
 

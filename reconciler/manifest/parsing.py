@@ -1,17 +1,13 @@
-"""Find, read and check a manifest set, and build its ``ManifestSet``. Reads the manifest files.
+"""Reading, parsing and checking one manifest file into a ``FileResult``. Reads the file.
 
 Each file is read whole (up to ``MAX_FILE_BYTES``), parsed one document at a time, and each
 document is validated while its YAML node tree is still at hand, so a problem's line costs
-nothing when there are no problems. Checks that span documents (one Settings, unique names, a
-desktop in one group only) run at the end; the rare problems they find re-parse the file for
-the line. Every problem is collected and reported together in one ``ManifestError``.
+nothing when there are no problems. Checks that span documents run later, over the whole set
+(``reconciler.manifest.assembly``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
@@ -19,54 +15,14 @@ from yaml.nodes import Node
 
 from reconciler.manifest import build, yamlsafe
 from reconciler.manifest.messages import Finding, describe
-from reconciler.manifest.problems import ManifestError, Problem, format_path
+from reconciler.manifest.problems import Problem, format_path
 from reconciler.manifest.schema import validation_errors
-from reconciler.manifest.sets import Collected, Declared, FileResult, set_problems, simulator_fleets
-from reconciler.model import DesktopGroup, Location, ManifestSet, Settings
+from reconciler.manifest.sets import Declared, FileResult
+from reconciler.model import Location
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
-SUFFIXES = (".yaml", ".yml")
 # Unquoted text YAML reads as something else: 22:00 is the number 1320, 0 a number, no false.
 MISREAD_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "timestamp"))
-
-
-# --- finding files -------------------------------------------------------------------------------
-
-def _walk(root: Path) -> list[Path]:
-    found = []
-    for directory, dirnames, filenames in os.walk(root):
-        # Hidden directories hold state (.reconciler/), VCS data (.git/) and tool caches.
-        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-        found += [
-            Path(directory, name) for name in filenames if name.endswith(SUFFIXES) and not name.startswith(".")
-        ]
-    return sorted(found, key=lambda path: path.parts)
-
-
-def discover(paths: Iterable[str | os.PathLike[str]], collected: Collected) -> list[Path]:
-    """The manifest files ``paths`` name, each once, in order: directories are searched
-    recursively, files are taken whatever their name."""
-    files: list[Path] = []
-    seen: set[str] = set()
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            candidates = _walk(path)
-            if not candidates:
-                collected.path_problems.append(Problem(str(path), 0, 0, "", "no manifest files (*.yaml, *.yml) here"))
-        elif path.exists():
-            candidates = [path]
-        else:
-            collected.path_problems.append(Problem(str(path), 0, 0, "", "no such file or directory"))
-            continue
-        for candidate in candidates:
-            # A file named twice (a directory and a file in it) is read once. Plain path
-            # arithmetic, not realpath: a system call per file is measurable with 1,000 files.
-            absolute = os.path.abspath(candidate)
-            if absolute not in seen:
-                seen.add(absolute)
-                files.append(candidate)
-    return files
 
 
 def read_limited(path: Path) -> bytes:
@@ -77,6 +33,7 @@ def read_limited(path: Path) -> bytes:
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; split it into several files")
     return data
+
 
 
 # --- one file ------------------------------------------------------------------------------------
@@ -173,80 +130,3 @@ def load_file(path: Path) -> FileResult:
         result.complete = False
     return result
 
-
-# --- the set -------------------------------------------------------------------------------------
-
-def _relative(file: str, base: str) -> str:
-    path = os.path.abspath(file)
-    inside = path.startswith(base) and path[len(base) : len(base) + 1] == os.sep
-    return Path(path[len(base) + 1 :] if inside else os.path.relpath(path, base)).as_posix()
-
-
-def digest(collected: Collected, base_dir: str) -> str:
-    """sha256 over every file's path (relative to the Settings directory, so it does not depend
-    on where reconciler runs) and bytes."""
-    total = hashlib.sha256()
-    contents = collected.contents
-    base = os.path.abspath(base_dir)
-    for relative, file in sorted((_relative(file, base), file) for file in contents):
-        content = contents[file]
-        total.update(f"{relative}\0{len(content)}\0".encode())
-        total.update(content)
-    return "sha256:" + total.hexdigest()
-
-
-def _settings(collected: Collected) -> Settings:
-    (declared,) = collected.settings
-    return settings_of(declared)
-
-
-def _groups(collected: Collected, settings: Settings) -> tuple[DesktopGroup, ...]:
-    groups = (
-        build.build_group(declared.value, Location(declared.file, declared.line), settings.enterprise_project_id)
-        for declared in collected.groups
-    )
-    return tuple(sorted(groups, key=lambda group: group.name))
-
-
-def load_manifests(paths: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
-    """Read and check the manifest set at ``paths`` (directories and files; none means the
-    current directory). Raises ``ManifestError`` listing every problem found. A large set is
-    parsed by two processes (see ``reconciler.manifest.reading``)."""
-    from reconciler.manifest.reading import ManifestReading
-
-    return ManifestReading(paths).result()
-
-
-def settings_of(declared: Declared) -> Settings:
-    """The model value of a valid Settings document."""
-    base_dir = str(Path(declared.file).parent)
-    return build.build_settings(declared.value, Location(declared.file, declared.line), base_dir)
-
-
-def _check_fleet(settings: Settings) -> None:
-    """The embedded simulator's fleet file must exist (validate checks it without the network)."""
-    fleet = settings.simulator_fleet
-    if fleet is not None and not settings.resolve(fleet).is_file():
-        source = settings.source
-        problem = f"no such file: {settings.resolve(fleet)}"
-        raise ManifestError([Problem(source.file, source.line, source.column, "spec.simulator.fleet", problem)])
-
-
-def finish(collected: Collected) -> ManifestSet:
-    """Cross-document checks over every file read, then the manifest set."""
-    fleets = simulator_fleets(collected)
-    if fleets:
-        collected.results = [result for result in collected.results if os.path.realpath(result.file) not in fleets]
-    problems = collected.problems + set_problems(collected)
-    if problems:
-        raise ManifestError(problems)
-    settings = _settings(collected)
-    _check_fleet(settings)
-    groups = _groups(collected, settings)
-    return ManifestSet(
-        settings=settings,
-        groups=groups,
-        files=tuple(collected.files),
-        digest=digest(collected, settings.base_dir),
-        group_index={group.name: group for group in groups},
-    )

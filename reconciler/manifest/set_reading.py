@@ -1,4 +1,5 @@
-"""Reading a manifest set with both cores. Reads the manifest files (and forks a worker).
+"""Reading a whole manifest set: find the files, parse them (with both cores on a large set),
+assemble the ``ManifestSet``. Reads the manifest files (and forks a worker).
 
 On a large set, parsing YAML is most of a plan's own time: 100,000 desktop ids in 1,000 files
 take a third of a second in libyaml alone. The files are queued by size; this process takes
@@ -19,7 +20,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from reconciler.manifest.loader import discover, finish, load_file, settings_of
+from reconciler.manifest.assembly import finish, settings_of
+from reconciler.manifest.discovery import discover
+from reconciler.manifest.parsing import load_file
 from reconciler.manifest.sets import Collected, FileResult
 from reconciler.model import ManifestSet, Settings
 
@@ -139,3 +142,9 @@ class ManifestReading:
                 self._results[index] = load_file(self._files[index])
         self._collected.results = [self._results[i] for i in range(len(self._files))]
         return finish(self._collected)
+
+
+def load_manifests(paths: Sequence[str | os.PathLike[str]] = ()) -> ManifestSet:
+    """Read and check the manifest set at ``paths`` (directories and files; none means the
+    current directory). Raises ``ManifestError`` listing every problem found."""
+    return ManifestReading(paths).result()
