@@ -112,7 +112,7 @@ def test_a_desktop_reimaged_by_hand_is_drift_and_is_rebuilt_back(world: World) -
     assert world.sim.admin.patch("/_simulator/desktops/fin-0002-desk", json={"image_id": "img-rogue"}).status_code == 200
     before = world.rebuilds()
 
-    planned = world.plan("--detailed-exitcode", "-o", str(world.root / "drift.json"))
+    planned = world.plan("--detailed-exitcode", "--full", "-o", str(world.root / "drift.json"))
     assert planned.exit_code == 2, planned.output
     assert planned.stdout.startswith("Drift: 1 desktop was changed outside reconciler since last recorded (finance 1)")
     assert "  ! rebuild fin-0002-desk (fin-0002)  img-rogue -> img-new  [drift]" in planned.stdout
@@ -149,7 +149,7 @@ def test_a_new_desktop_with_a_matching_tag_is_picked_up(world: World) -> None:
 
 
 def test_refresh_only_records_live_images_and_rebuilds_nothing(world: World) -> None:
-    result = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve")
+    result = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve", "--full")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("reconciler will record the live image of 5 desktops in the state (refresh-only):")
     assert "+ adopt   fin-0001-desk (fin-0001)  record img-old  [live_image; the group wants img-new]" in result.stdout
@@ -167,7 +167,7 @@ def test_refresh_only_records_live_images_and_rebuilds_nothing(world: World) -> 
 def test_refresh_only_adopts_drift_as_the_new_record(world: World) -> None:
     converged(world)
     world.sim.admin.patch("/_simulator/desktops/fin-0001-desk", json={"image_id": "img-rogue"})
-    result = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve")
+    result = world.cli("apply", str(world.dir), "--refresh-only", "--auto-approve", "--full")
     assert "+ adopt   fin-0001-desk (fin-0001)  record img-rogue  [live_image; the group wants img-new]" in result.stdout
     assert world.state()["desktops"]["fin-0001-desk"]["image_id"] == "img-rogue"
     assert world.changes() == {"fin-0001-desk": ("rebuild", "image_changed")}
@@ -194,7 +194,7 @@ def test_detailed_exitcode_is_0_clean_2_changes_1_error(world: World) -> None:
     converged(world)
     # A rebuild someone started by hand is running: reconciler waits for it, which is no change.
     world.sim.admin.patch("/_simulator/desktops/fin-0001-desk", json={"task_status": "rebuilding"})
-    waiting = world.plan("--detailed-exitcode")
+    waiting = world.plan("--detailed-exitcode", "--full")
     assert waiting.exit_code == 0 and "= wait    fin-0001-desk" in waiting.stdout, waiting.output
     world.sim.admin.patch("/_simulator/desktops/fin-0001-desk", json={"task_status": ""})
     assert world.plan("--detailed-exitcode").exit_code == 0

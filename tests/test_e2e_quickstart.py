@@ -39,8 +39,13 @@ def test_quickstart_plan_apply_converge_and_change(quickstart: Path, reconciler_
     first = run(reconciler_command, "plan", "quickstart", "--detailed-exitcode", cwd=cwd)
     assert first.returncode == 2, first.stderr
     assert "Plan: 270 to rebuild (0 drifted), 22 to adopt, 0 to forget, 0 waiting." in first.stdout
-    assert re.search(r"~ rebuild\s+fin-0001-desk \(fin-0001\)\s+img-win10-2025-06 -> img-win11-2026-11", first.stdout)
-    assert re.search(r"\+ adopt\s+fin-0009-desk \(fin-0009\)", first.stdout)
+    # Grouped by default: each group's image change once, its desktops named several to a line.
+    assert "# group finance-win11  img-win10-2025-06 -> img-win11-2026-11 (private)" in first.stdout
+    assert re.search(r"~ rebuild \[not_recorded\] \(10\): fin-0001, fin-0002, ", first.stdout)
+    assert max(len(line) for line in first.stdout.splitlines()) <= 100
+    full = run(reconciler_command, "plan", "quickstart", "--full", cwd=cwd)
+    assert re.search(r"~ rebuild\s+fin-0001-desk \(fin-0001\)\s+img-win10-2025-06 -> img-win11-2026-11", full.stdout)
+    assert re.search(r"\+ adopt\s+fin-0009-desk \(fin-0009\)", full.stdout)
     assert not (quickstart / ".reconciler" / "state.json").exists()  # plan never writes the state
 
     applied = run(reconciler_command, "apply", "quickstart", "--auto-approve", cwd=cwd)

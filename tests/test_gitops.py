@@ -234,7 +234,8 @@ def test_onboarding_then_nightly_drift_checks(repo: Repository) -> None:
                                                         "tags": {"dept": "finance"}})
     before = repo.rebuilds()
     detected = nightly(repo, "true")
-    assert "! rebuild cfo-desk (cfo-01)" in detected.stdout and "~ rebuild fin-new-desk (fin-new)" in detected.stdout
+    assert "! rebuild [drift; running img-win10-2025-06] (1): cfo-01" in detected.stdout
+    assert re.search(r"~ rebuild \[not_recorded\] \(1\): fin-new$", detected.stdout, flags=re.M)
     assert "**1 desktop drifted**" in (repo.workspace / "drift.md").read_text()
     after = repo.rebuilds()
     assert {name for name in after if after[name] != before.get(name, 0)} == {"cfo-01", "fin-new"}

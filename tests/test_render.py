@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler import render
 from reconciler.model import Action, Change, DesktopGroup, Image, Location, Reason, Rollout, Settings
 from reconciler.plan import Plan
+from reconciler.render import compact
 
 GOLDEN = Path(__file__).parent / "golden"
 GITHUB_COMMENT_LIMIT = 65_536
@@ -101,8 +104,12 @@ def test_text_plan_golden() -> None:
     check_golden("plan.txt", render.plan_text(representative()))
 
 
+def test_full_text_plan_golden() -> None:
+    check_golden("plan.full.txt", render.plan_text(representative(), full=True))
+
+
 def test_text_plan_styled_golden() -> None:
-    check_golden("plan.styled.txt", render.plan_text(representative(), tagged))
+    check_golden("plan.styled.txt", render.plan_text(representative(), tagged, full=True))
 
 
 def test_markdown_plan_golden() -> None:
@@ -110,7 +117,7 @@ def test_markdown_plan_golden() -> None:
 
 
 def test_refresh_only_golden() -> None:
-    check_golden("refresh-only.txt", render.plan_text(refresh_only()))
+    check_golden("refresh-only.txt", render.plan_text(refresh_only(), full=True))
     check_golden("refresh-only.md", render.plan_markdown(refresh_only()))
 
 
@@ -118,7 +125,7 @@ def test_refresh_only_golden() -> None:
 
 
 def test_drift_is_marked_apart_from_intended_changes() -> None:
-    styled = render.plan_text(representative(), tagged)
+    styled = render.plan_text(representative(), tagged, full=True)
     drift_lines = [line for line in styled.splitlines() if "[drift]" in line]
     assert len(drift_lines) == 2
     assert all("<bold=True,fg=magenta>  ! rebuild" in line for line in drift_lines)
@@ -128,7 +135,7 @@ def test_drift_is_marked_apart_from_intended_changes() -> None:
 
 
 def test_text_groups_list_what_needs_attention_first() -> None:
-    text = render.plan_text(representative())
+    text = render.plan_text(representative(), full=True)
     eng = text.split("# group engineering-ubuntu")[1].split("\n\n")[0]
     ids = re.findall(r"^  \S \w+ +(eng-\d+-desk)", eng, flags=re.M)
     # canary first (it is rebuilt first), drift, failed retries, other rebuilds, adopt, waits
@@ -140,7 +147,7 @@ def test_text_groups_list_what_needs_attention_first() -> None:
 
 def test_every_desktop_has_one_greppable_line() -> None:
     plan = representative()
-    text = render.plan_text(plan)
+    text = render.plan_text(plan, full=True)
     for entry in plan.changes:
         lines = [line for line in text.splitlines() if entry.desktop_id in line]
         assert len(lines) == 1 and lines[0].lstrip().startswith(f"{render.symbol(entry)} {entry.action.value}")
@@ -165,11 +172,11 @@ def test_no_changes_and_waiting_only() -> None:
     text = render.plan_text(waiting)
     assert "Plan: 0 to rebuild (0 drifted), 0 to adopt, 0 to forget, 4 waiting." in text
     assert "No changes to make now; the waiting desktops are picked up by a later run." in text
-    assert "[in_progress; job f5facff141085fea]" in text
+    assert "[in_progress; job f5facff141085fea]" in render.plan_text(waiting, full=True)
 
 
 def test_refresh_only_shows_what_it_records() -> None:
-    text = render.plan_text(refresh_only())
+    text = render.plan_text(refresh_only(), full=True)
     assert text.startswith("reconciler will record the live image of 3 desktops in the state (refresh-only):")
     assert "+ adopt   eng-001-desk (eng-001)  record img-ubuntu-22-04  [live_image; the group wants img-ubuntu-24-04]" in text
     assert "Refresh-only: nothing is rebuilt. 2 desktops run an image other than their group's;" in text
@@ -256,10 +263,48 @@ def test_markdown_lists_every_desktop_when_it_fits() -> None:
 
 def test_text_plan_of_a_large_fleet_stays_scannable() -> None:
     plan = fleet_plan(25, 200)
-    text = render.plan_text(plan)
+    text = render.plan_text(plan, full=True)
     lines = text.splitlines()
     entries = [line for line in lines if re.match(r"  [~!+=-] ", line)]
     assert len(entries) == 5000
     assert Counter(line.split()[0] for line in entries) == {"~": 4900, "!": 100}
     assert lines[0].startswith("Drift: 100 desktops were changed outside reconciler")
     assert sum(1 for line in lines if line.startswith("#   ")) == 25
+
+
+def test_the_default_view_of_a_fleet_plan_fits_a_screen_and_shows_every_drift() -> None:
+    """A 2,400-desktop plan: a header per group, names several to a line, ordinary buckets cut
+    with "… and N more", every drifted desktop named, nothing wider than 100 columns."""
+    plan = fleet_plan(12, 200, drift_every=13)
+    lines = render.plan_text(plan).splitlines()
+    assert len(plan.changes) == 2400 and len(lines) <= 200
+    assert max(len(line) for line in lines) <= 100
+    text = "\n".join(lines)
+    drifted = [c.desktop_name for c in plan.changes if c.reason is R.DRIFT]
+    assert drifted and all(re.search(rf"\b{re.escape(name)}(,|$)", text, flags=re.M) for name in drifted)
+    hidden = sum(int(n) for n in re.findall(r"… and (\d+) more", text))
+    shown = sum(len(re.findall(r"\bpc-\d+-\d+\b", line)) for line in lines if line.startswith("  ") or line.startswith("      "))
+    assert shown + hidden == 2400
+    assert sum(line.startswith("# group team-") for line in lines) == 12
+
+
+def test_the_default_view_keeps_long_ids_and_images_within_100_columns() -> None:
+    long_image = "2f5b0000-1111-2222-3333-444444444444"
+    grp = group("a-group-with-a-rather-long-name-for-the-finance-department-x", long_image, "finance-department.yaml")
+    changes = tuple(
+        change(f"3f1c{i:04d}-0000-4000-8000-00000000{i:04d}", A.REBUILD, R.DRIFT if i % 2 else R.RETRY_FAILED, grp,
+               f"9a770000-{i % 3:04d}-4000-8000-000000000000", name="")
+        for i in range(40))
+    plan = replace(representative(), changes=changes, groups=(grp,))
+    lines = render.plan_text(plan).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert all(c.desktop_id in "\n".join(lines) for c in plan.changes)  # drift and retries: all listed
+
+
+@given(st.lists(st.text(alphabet="abcdefghij-0123456789|<>", min_size=1, max_size=80), min_size=1, max_size=300))
+def test_packed_names_keep_every_name_within_the_width(names: list[str]) -> None:
+    first = "  ~ rebuild [image_changed] (3): "
+    lines = compact.pack(names, first, compact.INDENT)
+    assert all(len(line) <= 100 or line.count(",") <= 1 for line in lines)  # only a lone overlong name sticks out
+    body = [lines[0][len(first):], *(line[len(compact.INDENT):] for line in lines[1:])]
+    assert " ".join(body) == ", ".join(names)

@@ -10,7 +10,7 @@ import click
 
 from reconciler import render
 from reconciler.applier import ApplyOptions, ApplyResult
-from reconciler.cli.common import EXIT_ERROR, err, out, target_options
+from reconciler.cli.common import EXIT_ERROR, err, full_option, out, target_options
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
@@ -94,9 +94,10 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS", help="How long to wait for a locked state.")
 @click.option("--ignore-window", is_flag=True, help="Rebuild even outside maintenance windows (prints a warning).")
 @click.option("--refresh-only", is_flag=True, help="Record the live images in the state and rebuild nothing (onboarding).")
+@full_option
 @click.option("--json", "as_json", is_flag=True, help="Stream events as JSON lines on stdout.")
 def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], excludes: tuple[str, ...], wait: bool | None,
-          lock_timeout: float, ignore_window: bool, refresh_only: bool, as_json: bool) -> None:
+          lock_timeout: float, ignore_window: bool, refresh_only: bool, full: bool, as_json: bool) -> None:
     """Rebuild the desktops a plan lists, and record every job in the state.
 
     With a PLANFILE (from `plan -o`) it applies exactly that plan, and refuses it if the state
@@ -108,7 +109,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
       reconciler apply plan.json
       reconciler apply examples/quickstart --auto-approve --wait
     """
-    printer = EventPrinter(as_json=as_json, interactive=sys.stderr.isatty())
+    printer = EventPrinter(as_json=as_json, interactive=sys.stderr.isatty(), full=full)
     is_saved = len(paths) == 1 and is_plan_file(paths[0])
     if as_json and not (auto_approve or is_saved):
         raise click.UsageError("apply --json cannot ask for confirmation: add --auto-approve, or apply a saved plan")

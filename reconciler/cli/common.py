@@ -105,6 +105,11 @@ def json_option(help_text: str = "Write JSON to stdout instead of text.") -> Cal
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+def full_option(func: F) -> F:
+    return click.option("--full", is_flag=True,
+                        help="List every desktop on its own line (default: grouped, names several to a line).")(func)
+
+
 def target_options(func: F) -> F:
     func = click.option("--exclude", "excludes", multiple=True, metavar="NAME", help="Leave out a group or desktop id (repeatable).")(func)
     return click.option("--target", "targets", multiple=True, metavar="NAME", help="Only act on this group or desktop id (repeatable).")(func)

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import render
-from reconciler.cli.common import EXIT_CHANGES, err, json_option, manifest_paths, out, out_json, style, target_options
+from reconciler.cli.common import (
+    EXIT_CHANGES,
+    err,
+    full_option,
+    json_option,
+    manifest_paths,
+    out,
+    out_json,
+    style,
+    target_options,
+)
 from reconciler.errors import ReconcilerError
 from reconciler.manifest import ManifestError, load_manifests
 from reconciler.manifest.set_reading import ManifestReading
@@ -124,9 +134,10 @@ def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_win
 @target_options
 @click.option("--ignore-window", is_flag=True, help="Plan rebuilds even for groups outside their maintenance window.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are (deferred rebuilds count), 1 on error.")
+@full_option
 @json_option("Write the plan document (the same JSON as -o) to stdout.")
 def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
-         ignore_window: bool, detailed_exitcode: bool, as_json: bool) -> None:
+         ignore_window: bool, detailed_exitcode: bool, full: bool, as_json: bool) -> None:
     """Show which desktops need a rebuild, and why. Changes nothing.
 
     Compares the manifests with the recorded state and (by default) the live fleet. A plan
@@ -147,7 +158,7 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
     if as_json:
         out_json(plan_to_json(planned.plan))
     else:
-        out(render.plan_text(planned.plan, style), nl=False)
+        out(render.plan_text(planned.plan, style, full=full), nl=False)
         if out_file:
             out(f"Saved the plan to {out_file}. Apply exactly this plan with: reconciler apply {out_file}")
     if detailed_exitcode and planned.plan.has_changes:
@@ -167,21 +178,22 @@ def is_plan_file(path: str) -> bool:
         return False
 
 
-def _show_plan(saved: Plan, as_json: bool, markdown: bool) -> None:
+def _show_plan(saved: Plan, as_json: bool, markdown: bool, full: bool) -> None:
     if as_json:
         out_json(plan_to_json(saved))
     elif markdown:
         out(render.plan_markdown(saved), nl=False)
     else:
-        out(render.plan_text(saved, style), nl=False)
+        out(render.plan_text(saved, style, full=full), nl=False)
 
 
 @click.command()
-@click.argument("target", required=False, type=click.Path(exists=True))
+@click.argument("target", required=False, type=click.Path(exists=True), metavar="[PLANFILE | PATH]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--markdown", is_flag=True, help="Print Markdown for a pull-request comment (plans only).")
-def show(target: str | None, as_json: bool, markdown: bool) -> None:
-    """Render a saved plan, or without PLANFILE the current state.
+@full_option
+def show(target: str | None, as_json: bool, markdown: bool, full: bool) -> None:
+    """Render a saved PLANFILE, or the current state of the manifests at PATH (default: .).
 
     \b
     Examples:
@@ -191,7 +203,7 @@ def show(target: str | None, as_json: bool, markdown: bool) -> None:
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
     if target and is_plan_file(target):
-        _show_plan(read_plan(target), as_json, markdown)
+        _show_plan(read_plan(target), as_json, markdown, full)
         return
     if markdown:
         raise click.UsageError("--markdown renders plans; give a PLANFILE")

@@ -24,8 +24,9 @@ JSON_EVENTS = frozenset(
 class EventPrinter:
     """Callable event sink for the applier (thread-safe by the applier's own lock)."""
 
-    def __init__(self, *, as_json: bool, interactive: bool) -> None:
+    def __init__(self, *, as_json: bool, interactive: bool, full: bool = False) -> None:
         self.as_json = as_json
+        self.full = full
         self.interactive = interactive
         self._bar_shown = False
         self._last_progress: tuple[int, int] | None = None
@@ -36,7 +37,7 @@ class EventPrinter:
             self({"event": "plan", "at": datetime.now(UTC).isoformat(timespec="seconds"), "created_at": plan.created_at, "summary": document["summary"], "state": document["state"],
                   "changes": document["changes"]})
         else:
-            click.echo(render.plan_text(plan, style), nl=False)
+            click.echo(render.plan_text(plan, style, full=self.full), nl=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.as_json:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from reconciler.model import Action, Change, Reason
 from reconciler.plan import Plan
+from reconciler.render import compact
 from reconciler.render.common import (
     COLOURS,
     DRIFT_COLOUR,
@@ -85,16 +86,19 @@ def _why_text(plan: Plan) -> list[str]:
     return ["Why:"] + [f"  {f'{n} {r.value}':<{width}}  {REASON_TEXT[r]}" for r, n in counts]
 
 
-def plan_text(plan: Plan, style: Style = plain, *, refresh_only: bool | None = None) -> str:
+def plan_text(plan: Plan, style: Style = plain, *, refresh_only: bool | None = None, full: bool = False) -> str:
     """The plan as a terminal shows it. ``refresh_only`` (inferred when None) frames an
-    ``apply --refresh-only`` plan as recording the live images rather than changing desktops."""
+    ``apply --refresh-only`` plan as recording the live images rather than changing desktops.
+    By default each group's desktops are named compactly (``render.compact``); ``full`` gives
+    every desktop a line of its own with both images and the reason."""
     refresh_only = is_refresh_only(plan) if refresh_only is None else refresh_only
     if not plan.changes:
         if refresh_only:
             return "No changes. The state already records the live image of every managed desktop.\n"
         return "No changes. The desktops match the manifests.\n"
-    lines = [style(line, fg=DRIFT_COLOUR, bold=True) for line in drift_note(plan)]
-    lines += [style(f"Warning: {c}", fg="yellow") for c in caveats(plan, refresh_only)]
+    fit = (lambda line: [line]) if full else compact.wrap
+    lines = [style(part, fg=DRIFT_COLOUR, bold=True) for line in drift_note(plan) for part in fit(line)]
+    lines += [style(part, fg="yellow") for c in caveats(plan, refresh_only) for part in fit(f"Warning: {c}")]
     lines += [""] if lines else []
     if refresh_only:
         count = plural(sum(c.action is Action.ADOPT for c in plan.changes), "desktop")
@@ -102,12 +106,12 @@ def plan_text(plan: Plan, style: Style = plain, *, refresh_only: bool | None = N
     else:
         lines += ["reconciler will perform the following actions:", ""]
     for section in sections(plan):
-        lines += _section_text(section, plan, style)
-    lines.append(style(summary_line(plan), bold=True))
+        lines += _section_text(section, plan, style) if full else compact.section_lines(section, plan, style)
+    lines += [style(part, bold=True) for part in fit(summary_line(plan))]
     lines += _why_text(plan)
     if refresh_only:
-        lines += _refresh_only_footer(plan)
+        lines += [part for line in _refresh_only_footer(plan) for part in fit(line)]
     elif not plan.has_actions:
         lines.append("No changes to make now; the waiting desktops are picked up by a later run.")
-    lines.append(LEGEND)
+    lines.append(LEGEND if full else f"{LEGEND}\nEvery desktop on its own line: --full")
     return "\n".join(lines) + "\n"
