@@ -25,6 +25,7 @@ from reconciler.cloud.endpoints import (
     validate_endpoint,
 )
 from reconciler.cloud.pacing import RateLimiter
+from reconciler.cloud.transport import PacedTransport
 from reconciler.errors import ConfigurationError
 from reconciler.files import write_atomically
 from reconciler.model import Settings
@@ -35,9 +36,23 @@ if TYPE_CHECKING:
 SIMULATED_ENDPOINT = "http://127.0.0.1"
 
 
-def _limiter(settings: Settings) -> RateLimiter | None:
-    rate = settings.api.rate_limit_per_minute
-    return RateLimiter(rate) if rate else None
+def paced(inner: httpx.BaseTransport, settings: Settings) -> PacedTransport:
+    """``inner`` paced as ``settings.api`` says: one general bucket, and one per operation listed
+    in ``limits``, each holding ``burst`` calls."""
+    api = settings.api
+    per_operation = {name: RateLimiter(rate, burst=api.burst) for name, rate in api.limits}
+    return PacedTransport(inner, RateLimiter(api.rate_limit_per_minute, burst=api.burst), per_operation=per_operation)
+
+
+def environment_proxy(endpoint: str) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``NO_PROXY`` name for ``endpoint``, as httpx would pick it for a
+    client without a transport of its own."""
+    import urllib.request  # only the real cloud needs it
+
+    scheme, _, rest = endpoint.partition("://")
+    if urllib.request.proxy_bypass(rest.split("/", 1)[0]):
+        return None
+    return urllib.request.getproxies().get(scheme)
 
 
 def _iam_endpoint(settings: Settings, endpoint: str, env: Mapping[str, str]) -> str:
@@ -56,16 +71,14 @@ def open_client(settings: Settings, env: Mapping[str, str]) -> Iterator[Workspac
         with embedded_simulator(settings) as simulator:
             ak, sk = simulator.credentials or ("", "")
             auth: httpx.Auth = AkSkAuth(ak, sk, project_id=settings.project_id) if ak else httpx.Auth()
-            with WorkspaceClient(
-                SIMULATED_ENDPOINT, settings.project_id, auth, transport=simulator.transport(), rate_limiter=_limiter(settings)
-            ) as client:
+            transport = paced(simulator.transport(), settings)
+            with WorkspaceClient(SIMULATED_ENDPOINT, settings.project_id, auth, transport=transport) as client:
                 yield client
         return
     endpoint = validate_endpoint(settings.endpoint or region_endpoint(settings.region or ""))
     auth = credentials_from_env(env, project_id=settings.project_id, iam_endpoint=_iam_endpoint(settings, endpoint, env))
-    with WorkspaceClient(
-        endpoint, settings.project_id, auth, timeout=settings.api.timeout_seconds, rate_limiter=_limiter(settings)
-    ) as client:
+    transport = paced(httpx.HTTPTransport(proxy=environment_proxy(endpoint)), settings)
+    with WorkspaceClient(endpoint, settings.project_id, auth, timeout=settings.api.timeout_seconds, transport=transport) as client:
         yield client
 
 

@@ -131,6 +131,9 @@ class DesktopGroup:
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     rate_limit_per_minute: float = 100.0
+    burst: int = 1  # calls that may go at once after a pause; 1 spreads every call evenly
+    # Operations ("list", "rebuild", "jobs") paced by a bucket of their own, calls per minute.
+    limits: tuple[tuple[str, float], ...] = ()
     max_concurrent_calls: int = 4
     timeout_seconds: float = 30.0
     poll_interval_seconds: float = 15.0

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,9 @@ from reconciler.applier import ApplyOptions
 from reconciler.cloud.auth import AkSkAuth
 from reconciler.cloud.client import WorkspaceClient
 from reconciler.cloud.pacing import RateLimiter, RetryPolicy, parse_retry_after
+from reconciler.cloud.transport import PacedTransport, operation_of
+from reconciler.connect import paced
+from reconciler.manifest import load_manifests
 from reconciler.model import DesktopGroup, Image, Location, ManifestSet, Rollout, Selector, Settings
 from reconciler.planner import PlanOptions
 from reconciler.session import apply_session, build_plan, utc_now
@@ -143,3 +147,88 @@ def test_throttling_never_slows_below_half_the_configured_rate() -> None:
     for _ in range(50):
         limiter.throttled(None)
     assert limiter.interval == 2 * limiter.base_interval
+
+
+# -- PacedTransport ------------------------------------------------------------------------------
+
+
+class Answering(httpx.BaseTransport):
+    """Answers every request with ``status`` and records the paths, in order."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        status = self.statuses.pop(0) if self.statuses else 200
+        headers = {"Retry-After": "7"} if status == 429 else {}
+        return httpx.Response(status, headers=headers, json={"error_code": "APIG.0308"} if status == 429 else {})
+
+
+def paced_world(statuses: list[int], **per_minute: float) -> tuple[FakeTime, Answering, PacedTransport]:
+    """A transport paced at 60 calls/min, and per operation as ``per_minute`` says, on fake time."""
+    fake = FakeTime()
+    inner = Answering(statuses)
+    general = RateLimiter(60, clock=fake.clock, sleep=fake.sleep)
+    own = {name: RateLimiter(rate, clock=fake.clock, sleep=fake.sleep) for name, rate in per_minute.items()}
+    return fake, inner, PacedTransport(inner, general, per_operation=own)
+
+
+def test_operations_are_told_apart_by_path_and_method() -> None:
+    base = "https://ws.example.com/v2/p1"
+    assert operation_of(httpx.Request("GET", f"{base}/desktops/detail?limit=10")) == "list"
+    assert operation_of(httpx.Request("GET", f"{base}/desktops/d1")) == "list"
+    assert operation_of(httpx.Request("POST", f"{base}/desktops/rebuild")) == "rebuild"
+    assert operation_of(httpx.Request("GET", f"{base}/workspace-sub-jobs?job_id=j")) == "jobs"
+    assert operation_of(httpx.Request("GET", f"{base}/workspace-jobs/j")) == "jobs"
+    assert operation_of(httpx.Request("GET", f"{base}/images")) == "other"
+    assert operation_of(httpx.Request("POST", "https://iam.example.com/v3/auth/tokens")) is None
+
+
+def test_an_operation_with_its_own_limit_is_paced_apart_from_the_others() -> None:
+    fake, _, transport = paced_world([], rebuild=6)  # one rebuild per 10 s
+    with httpx.Client(transport=transport, base_url="https://ws.example.com") as client:
+        client.post("/v2/p1/desktops/rebuild")
+        client.post("/v2/p1/desktops/rebuild")
+        assert fake.now == 10.0  # the rebuild bucket waited...
+        client.get("/v2/p1/desktops/detail")
+        client.get("/v2/p1/desktops/detail")
+        assert fake.now == 11.0  # ...and listing, on the general bucket (1/s), had its own budget
+
+
+def test_calls_to_other_services_are_not_paced() -> None:
+    fake, inner, transport = paced_world([])
+    with httpx.Client(transport=transport) as client:
+        for _ in range(5):
+            client.post("https://iam.example.com/v3/auth/tokens")
+    assert fake.slept == 0 and len(inner.paths) == 5
+
+
+def test_a_429_through_the_paced_transport_holds_the_retry_back() -> None:
+    fake, inner, transport = paced_world([429])
+    retry = RetryPolicy(sleep=lambda seconds: pytest.fail("the transport holds, the retry policy does not sleep"))
+    client = WorkspaceClient("https://ws.example.com", "p1", httpx.Auth(), transport=transport, retry=retry)
+    with client:
+        client.get_desktop("d1")
+    assert len(inner.paths) == 2 and fake.slept >= 7  # Retry-After, enforced by the limiter
+
+
+def test_unknown_operations_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown operations: lsit"):
+        PacedTransport(Answering([]), None, per_operation={"lsit": RateLimiter(1)})
+
+
+def test_burst_and_limits_from_the_settings_shape_the_transport(tmp_path: Path) -> None:
+    (tmp_path / "settings.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Settings\nspec:\n  project_id: 0a1b2c3d4e5f60718293a4b5c6d7e8f9\n"
+        "  endpoint: https://ws.example.com\n  api: {rate_limit_per_minute: 600, burst: 5, limits: {rebuild: 60, list: 120}}\n"
+    )
+    settings = load_manifests([tmp_path]).settings
+    assert settings.api.burst == 5 and settings.api.limits == (("list", 120.0), ("rebuild", 60.0))
+    transport = paced(httpx.MockTransport(lambda request: httpx.Response(200)), settings)
+    assert transport.limiter is not None and transport.limiter.base_interval == 0.1
+    assert {name: limiter.base_interval for name, limiter in transport.per_operation.items()} == {"list": 0.5, "rebuild": 1.0}
+    rebuild = httpx.Request("POST", "https://ws.example.com/v2/p/desktops/rebuild")
+    assert transport.limiter_for(rebuild) is transport.per_operation["rebuild"]
+    assert transport.limiter._capacity == 5  # noqa: SLF001 - the burst is the bucket's size

@@ -1,7 +1,8 @@
 """``WorkspaceClient``: the Workspace API calls reconciler makes, on httpx. Does network I/O.
 
 The transport is injectable (``transport=``), so tests and the embedded quickstart run the same
-code against the simulator's WSGI app. Retries cover throttling, server errors and connections
+code against the simulator's WSGI app; pacing is a transport too (``reconciler.cloud.transport``),
+wrapped around either. Retries cover throttling, server errors and connections
 that never carried the request; a rebuild whose answer was lost is reported as
 ``UnknownOutcome`` and never re-sent here, because only the caller can check what happened.
 """
@@ -25,8 +26,9 @@ from reconciler.cloud.endpoints import (  # noqa: F401 - re-exported: the client
     validate_endpoint,
 )
 from reconciler.cloud.models import DESKTOP_PAGE_LIMIT, Desktop, DesktopPage, Job, RebuildRequest, SubJob
-from reconciler.cloud.pacing import RateLimiter, RetryPolicy, parse_retry_after
+from reconciler.cloud.pacing import RetryPolicy, parse_retry_after
 from reconciler.cloud.signing import canonical_query
+from reconciler.cloud.transport import HOLD
 
 log = logging.getLogger("reconciler.cloud")
 
@@ -117,7 +119,8 @@ def error_from_response(response: httpx.Response, what: str) -> errors.Workspace
 
 
 class WorkspaceClient:
-    """The Workspace API calls reconciler needs, with pacing, retries and typed results."""
+    """The Workspace API calls reconciler needs, with retries and typed results (pacing: pass a
+    ``PacedTransport``)."""
 
     def __init__(
         self,
@@ -128,13 +131,11 @@ class WorkspaceClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
         user_agent: str = USER_AGENT,
     ) -> None:
         self.endpoint = validate_endpoint(endpoint)
         self.project_id = validate_id("project id", project_id)
         self.retry = retry or RetryPolicy()
-        self.rate_limiter = rate_limiter
         self.timeout = timeout  # seconds one request may take; also how long a lost call may be in flight
         self._http = httpx.Client(
             auth=auth,
@@ -236,7 +237,7 @@ class WorkspaceClient:
         body: Any = None,
         idempotent: bool = True,
     ) -> Any:
-        """One API call with pacing and retries; returns the decoded JSON body."""
+        """One API call with retries; returns the decoded JSON body."""
         # The query goes out in canonical form, as the SDK sends it, so the gateway and the
         # signer cannot disagree about encodings.
         url = f"{self.endpoint}/v2/{self.project_id}/{path}"
@@ -250,12 +251,8 @@ class WorkspaceClient:
             except _Retryable as retryable:
                 if attempt >= self.retry.max_attempts:
                     raise retryable.error from None
-                if retryable.error.status == 429 and self.rate_limiter is not None:
-                    # One hold for every thread, enforced by the limiter on the next acquire:
-                    # callers retrying each on their own come back together and get 429 again.
-                    hold = self.rate_limiter.throttled(retryable.retry_after)
-                    log.info("%s: throttled; every call holds back %.1fs", what, hold)
-                    continue
+                if retryable.paced:
+                    continue  # the pacing transport holds the retry back, with every other call
                 delay = self.retry.delay(attempt, retryable.retry_after)
                 log.info("%s: %s; retrying in %.1fs (attempt %d)", what, retryable.error, delay, attempt + 1)
                 self.retry.sleep(delay)
@@ -263,8 +260,6 @@ class WorkspaceClient:
 
     def _attempt(self, method: str, url: str, content: bytes | None, what: str, idempotent: bool) -> Any:
         """Send once and return the decoded body; raise ``_Retryable`` for what may be retried."""
-        if self.rate_limiter is not None:
-            self.rate_limiter.acquire()
         try:
             response = self._http.request(method, url, content=content)
         except NOT_SENT as exc:
@@ -300,14 +295,16 @@ class WorkspaceClient:
                 request_id=error.request_id,
             )
         if status == 429 or status >= 500:
-            raise _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise _Retryable(error, retry_after, paced=status == 429 and HOLD in response.extensions)
         raise error
 
 
 class _Retryable(Exception):
     """Internal: an attempt failed in a way that another attempt may fix."""
 
-    def __init__(self, error: errors.WorkspaceError, retry_after: float | None = None) -> None:
+    def __init__(self, error: errors.WorkspaceError, retry_after: float | None = None, *, paced: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+        self.paced = paced  # a pacing transport already holds the retry back

@@ -162,6 +162,8 @@ def _api(api: Mapping[str, Any]) -> ApiSettings:
     # The schema's "number" admits integers; the model holds floats.
     floats = {field.name for field in dataclasses.fields(ApiSettings) if field.type in ("float", float)}
     fields: dict[str, Any] = {name: float(value) if name in floats else value for name, value in api.items()}
+    if "limits" in fields:
+        fields["limits"] = tuple(sorted((name, float(rate)) for name, rate in fields["limits"].items()))
     return ApiSettings(**fields)
 
 
