@@ -138,3 +138,34 @@ def test_sigterm_stops_the_server_with_exit_code_0(reconciler_command: list[str]
         assert sdk_client(endpoint).list_desktops_detail(workspace.ListDesktopsDetailRequest(limit=1)).total_count == 10
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_list_images_with_filters_and_paging(server: tuple[subprocess.Popen[str], str]) -> None:
+    client = sdk_client(server[1])
+    everything = client.list_images(workspace.ListImagesRequest())
+    assert everything.total_count == 3  # gold and private images; market images have their own API
+    assert sorted(i.id for i in everything.images) == ["img-ubuntu-arm", "img-win10", "img-win11"]
+    arm = client.list_images(workspace.ListImagesRequest(image_id="img-ubuntu-arm")).images
+    assert [(i.id, i.image_type, i.os_type, i.architecture, i.min_disk, i.min_ram) for i in arm] == [
+        ("img-ubuntu-arm", "gold", "Linux", "arm", 60, 4096)]
+    x86 = client.list_images(workspace.ListImagesRequest(architecture="x86", image_type="private", os_type="Windows"))
+    assert x86.total_count == 2 and {i.min_disk for i in x86.images} == {40}
+    page = client.list_images(workspace.ListImagesRequest(limit=1, offset=1, sort_field="name", sort_type="asc"))
+    assert page.total_count == 3 and [i.name for i in page.images] == ["Windows 10 base"]
+    assert client.list_images(workspace.ListImagesRequest(image_id="img-market-office")).total_count == 0
+    with pytest.raises(exceptions_module.ClientRequestException) as invalid:
+        client.list_images(workspace.ListImagesRequest(limit=101))
+    assert invalid.value.status_code == 400 and "limit" in invalid.value.error_msg
+
+
+def test_list_market_images_by_ids(server: tuple[subprocess.Popen[str], str]) -> None:
+    client = sdk_client(server[1])
+    found = client.list_market_images(workspace.ListMarketImagesRequest(image_ids=["img-market-office", "img-win10", "nope"]))
+    assert [(i.image_id, i.image_type, i.min_disk, i.os_type) for i in found.images] == [
+        ("img-market-office", "market", 100, "Windows")]
+
+
+def test_desktops_report_architecture_disk_and_freeze(server: tuple[subprocess.Popen[str], str]) -> None:
+    one = sdk_client(server[1]).show_desktop_detail(workspace.ShowDesktopDetailRequest(desktop_id="d-hr-1")).desktop
+    assert one.product.architecture == "x86" and one.product.system_disk_size == "80"
+    assert one.root_volume.size == 80 and one.is_freeze is False and one.in_maintenance_mode is False

@@ -34,6 +34,7 @@ def test_lists_desktops_with_admin_fields(client: httpx.Client) -> None:
         "id": "d1", "name": "pc1", "image_id": "img-1", "status": "ACTIVE", "task_status": "",
         "login_status": "REGISTERED", "rebuild_count": 0, "tags": {"dept": "fin"}, "pool_id": "pool-a",
         "enterprise_project_id": "0", "user_name": None, "fail_rebuilds": False, "created": 1_700_000_000.0,
+        "architecture": "x86", "system_disk_size": 80, "frozen": False, "in_maintenance_mode": False,
     }
     assert client.get("/_simulator/desktops/d2").json()["name"] == "pc2"
     assert client.get("/_simulator/desktops/nope").status_code == 404

@@ -92,8 +92,9 @@ behaviour:
 """)
     assert problems_of(path) == (
         f"{path}:3: images[0].type: must be one of gold, private, market (got \"silver\")",
-        f"{path}:7: desktops[0].colour: unknown key (expected one of: enterprise_project_id, fail_rebuilds, "
-        "id, image_id, login_status, name, pool_id, status, tags, task_status, user_name)",
+        f"{path}:7: desktops[0].colour: unknown key (expected one of: architecture, enterprise_project_id, "
+        "fail_rebuilds, frozen, id, image_id, in_maintenance_mode, login_status, name, pool_id, status, "
+        "system_disk_size, tags, task_status, user_name)",
         f"{path}:8: desktops[0].tags.floor: must be a string (got 3)",
         f"{path}:10: behaviour.job_seconds: must be at least 0 (got -2)",
     )

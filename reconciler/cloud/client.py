@@ -25,7 +25,16 @@ from reconciler.cloud.endpoints import (  # noqa: F401 - re-exported: the client
     region_endpoint,
     validate_endpoint,
 )
-from reconciler.cloud.models import DESKTOP_PAGE_LIMIT, Desktop, DesktopPage, Job, RebuildRequest, SubJob
+from reconciler.cloud.models import (
+    DESKTOP_PAGE_LIMIT,
+    CatalogueImage,
+    Desktop,
+    DesktopPage,
+    ImagePage,
+    Job,
+    RebuildRequest,
+    SubJob,
+)
 from reconciler.cloud.pacing import RetryPolicy, parse_retry_after
 from reconciler.cloud.signing import canonical_query
 from reconciler.cloud.transport import HOLD
@@ -34,6 +43,8 @@ log = logging.getLogger("reconciler.cloud")
 
 USER_AGENT = "reconciler/0.1"
 SUB_JOB_PAGE_LIMIT = 1000
+IMAGE_PAGE_LIMIT = 100  # ListImages: limit 0..100
+MARKET_IMAGE_IDS_PER_CALL = 100  # ListMarketImages: 1..100 image_ids
 DESKTOP_FILTERS = frozenset(
     {"desktop_id", "tag", "image_id", "pool_id", "status", "computer_name", "enterprise_project_id", "user_name"}
 )
@@ -201,6 +212,34 @@ class WorkspaceClient:
             offset += len(page.desktops)
             if not page.desktops or offset >= page.total_count:
                 return
+
+    def list_images(
+        self,
+        *,
+        image_id: str | None = None,
+        image_type: str | None = None,
+        os_type: str | None = None,
+        architecture: str | None = None,
+        limit: int = IMAGE_PAGE_LIMIT,
+        offset: int = 0,
+    ) -> ImagePage:
+        """One page of ``GET images`` (ListImages): the project's gold and private images."""
+        filters = [("os_type", os_type), ("image_type", image_type), ("architecture", architecture),
+                   ("image_id", image_id and validate_id("image id", image_id))]
+        query = [(k, v) for k, v in filters if v] + [("limit", str(limit)), ("offset", str(offset))]
+        data = self._call("GET", "images", query=query)
+        images = tuple(CatalogueImage.from_api(i) for i in data.get("images") or () if isinstance(i, dict))
+        total = data.get("total_count")
+        return ImagePage(images, int(total) if isinstance(total, int) else len(images))
+
+    def list_market_images(self, image_ids: Iterable[str]) -> tuple[CatalogueImage, ...]:
+        """``GET market-images`` (ListMarketImages) for up to 100 ids, sent comma-separated as
+        the SDK's ``csv`` collection format does."""
+        ids = list(image_ids)
+        if not 1 <= len(ids) <= MARKET_IMAGE_IDS_PER_CALL:
+            raise ValueError(f"list_market_images takes 1 to {MARKET_IMAGE_IDS_PER_CALL} image ids (got {len(ids)})")
+        data = self._call("GET", "market-images", query=[("image_ids", _csv("image id", ids))])
+        return tuple(CatalogueImage.from_api(i) for i in data.get("images") or () if isinstance(i, dict))
 
     def get_desktop(self, desktop_id: str) -> Desktop:
         data = self._call("GET", f"desktops/{validate_id('desktop id', desktop_id)}")

@@ -38,6 +38,11 @@ class Desktop:
     enterprise_project_id: str = "0"
     user_name: str = ""
     created: str = ""
+    # What decides whether an image fits the desktop, and whether it can be rebuilt now.
+    architecture: str | None = None  # product.architecture: x86 | arm
+    system_disk_gb: int | None = None  # root_volume.size, else product.system_disk_size
+    frozen: bool = False  # is_freeze
+    in_maintenance_mode: bool = False
 
     @property
     def is_rebuilding(self) -> bool:
@@ -52,6 +57,8 @@ class Desktop:
     def from_api(cls, data: Mapping[str, Any]) -> Desktop:
         # Positional and with few calls: a refresh of a large fleet builds one per desktop.
         metadata = data.get("metadata") or {}
+        product = data.get("product")
+        product = product if isinstance(product, dict) else {}
         raw_tags = data.get("tags")
         tags = tuple(sorted((str(t.get("key", "")), _text(t, "value")) for t in raw_tags)) if raw_tags else ()
         return cls(
@@ -67,7 +74,28 @@ class Desktop:
             _text(data, "enterprise_project_id") or "0",
             _text(data, "user_name"),
             _text(data, "created"),
+            product.get("architecture") or None,
+            _disk_size(data.get("root_volume"), product),
+            data.get("is_freeze") is True,
+            data.get("in_maintenance_mode") is True,
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _disk_size(root_volume: Any, product: Mapping[str, Any]) -> int | None:
+    """The system disk in GB: ``root_volume.size`` (int), else ``product.system_disk_size``
+    (a string in the SDK's ProductInfo)."""
+    size = _int_or_none(root_volume.get("size")) if isinstance(root_volume, Mapping) else None
+    return size if size is not None else _int_or_none(product.get("system_disk_size"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,3 +214,40 @@ class RebuildRequest:
         body.update({k: v for k, v in optional.items() if v is not None})
         body.update(dict(self.extra))
         return body
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueImage:
+    """An image as the catalogue describes it: ``ImageInfo`` of ``GET images`` or ``Image`` of
+    ``GET market-images`` (which reports no architecture)."""
+
+    id: str
+    image_type: str
+    os_type: str | None = None
+    architecture: str | None = None
+    min_disk: int | None = None  # GB
+    min_ram: int | None = None  # MB
+    name: str = ""
+    os_version: str = ""
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> CatalogueImage:
+        """Either shape: ``id`` (ImageInfo) or ``image_id`` (market Image)."""
+        return cls(
+            id=_text(data, "id") or _text(data, "image_id"),
+            image_type=_text(data, "image_type"),
+            os_type=data.get("os_type") or None,
+            architecture=data.get("architecture") or None,
+            min_disk=_int_or_none(data.get("min_disk")),
+            min_ram=_int_or_none(data.get("min_ram")),
+            name=_text(data, "name"),
+            os_version=_text(data, "os_version"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePage:
+    """One page of ``GET images``; ``total_count`` counts every match."""
+
+    images: tuple[CatalogueImage, ...]
+    total_count: int

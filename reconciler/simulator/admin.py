@@ -4,10 +4,12 @@ No I/O. Loopback clients only (403 otherwise), no authentication, no faults, no 
 
     GET   /_simulator/desktops          every desktop: id, name, image_id, status, task_status,
                                         login_status, rebuild_count, tags, pool_id,
-                                        enterprise_project_id, user_name, fail_rebuilds, created
+                                        enterprise_project_id, user_name, fail_rebuilds, created,
+                                        architecture, system_disk_size, frozen, in_maintenance_mode
     GET   /_simulator/desktops/{id}     one of them
     POST  /_simulator/desktops          add a desktop (fields of a fleet file desktop) -> 201
-    PATCH /_simulator/desktops/{id}     change image_id, status, login_status, task_status, fail_rebuilds
+    PATCH /_simulator/desktops/{id}     change image_id, status, login_status, task_status, fail_rebuilds,
+                                        frozen, in_maintenance_mode, architecture, system_disk_size
     GET   /_simulator/faults            the current behaviour knobs
     PUT   /_simulator/faults            change any behaviour knob but seed; returns the behaviour
     GET   /_simulator/jobs              every job with its request fields and exact sub-job times
@@ -24,7 +26,10 @@ from reconciler.simulator.state import SimState
 from reconciler.simulator.wsgi import ApiError, Request, Response
 
 ADMIN_PREFIX = "/_simulator/"
-PATCHABLE = ("image_id", "status", "login_status", "task_status", "fail_rebuilds")
+PATCHABLE = (
+    "image_id", "status", "login_status", "task_status", "fail_rebuilds", "frozen", "in_maintenance_mode",
+    "architecture", "system_disk_size",
+)
 
 
 def _bad(problems: list[str] | str) -> ApiError:
@@ -116,6 +121,11 @@ class AdminApi:
             "login_status": (lambda v: isinstance(v, str) and v in spec.LOGIN_STATUSES, f"must be one of {', '.join(spec.LOGIN_STATUSES)}"),
             "task_status": (lambda v: isinstance(v, str) and len(v) <= 64, "must be a string of at most 64 characters"),
             "fail_rebuilds": (lambda v: isinstance(v, bool), "must be true or false"),
+            "frozen": (lambda v: isinstance(v, bool), "must be true or false"),
+            "in_maintenance_mode": (lambda v: isinstance(v, bool), "must be true or false"),
+            "architecture": (lambda v: v in ("x86", "arm"), "must be x86 or arm"),
+            "system_disk_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 32768,
+                                 "must be an integer from 1 to 32768 (GB)"),
         }
         for key, (valid, rule) in checks.items():
             if key in body and not valid(body[key]):

@@ -25,6 +25,10 @@ Behaviour worth knowing (where Huawei documents nothing, the conservative choice
   their sub-job ends; success changes the image (an ERROR desktop becomes ACTIVE), failure
   (WKS.00010508) leaves image and status alone. ``delay_time`` only delays the job with the
   ``honour_delay_time`` knob.
+- Rebuilds of frozen desktops (``is_freeze``) or desktops in maintenance mode are refused
+  with 409 WKS.00010032 like busy ones.
+- Images: ``images`` lists the gold and private images (filters AND-ed, ``limit`` up to 100),
+  ``market-images`` the market images among ``image_ids``; ids it does not know are left out.
 - Jobs: ``end_time``, ``error_code`` and ``fail_reason`` are null until a sub-job ends.
 """
 
@@ -35,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.simulator import render
+from reconciler.simulator import catalogue, render
 from reconciler.simulator.admin import AdminApi
 from reconciler.simulator.limits import Faults, draw_faults
 from reconciler.simulator.state import NOT_FOUND, SimState
@@ -64,6 +68,8 @@ _ROUTES = (
     Route("GET", re.compile(rf"^/v2/{_SEGMENT.format('project')}/desktops/{_SEGMENT.format('desktop_id')}$"), "show_desktop"),
     Route("GET", re.compile(rf"^/v2/{_SEGMENT.format('project')}/workspace-jobs/{_SEGMENT.format('job_id')}$"), "show_job"),
     Route("GET", re.compile(rf"^/v2/{_SEGMENT.format('project')}/workspace-sub-jobs$"), "list_sub_jobs"),
+    Route("GET", re.compile(rf"^/v2/{_SEGMENT.format('project')}/images$"), "list_images"),
+    Route("GET", re.compile(rf"^/v2/{_SEGMENT.format('project')}/market-images$"), "list_market_images"),
 )
 
 
@@ -95,6 +101,7 @@ class WorkspaceApp:
         self._handlers: dict[str, Handler] = {
             "rebuild": self._rebuild, "list_desktops": self._list_desktops, "show_desktop": self._show_desktop,
             "show_job": self._show_job, "list_sub_jobs": self._list_sub_jobs,
+            "list_images": self._list_images, "list_market_images": self._list_market_images,
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -201,6 +208,15 @@ class WorkspaceApp:
         page = subs[query.offset:query.offset + query.limit]
         jobs = [render.sub_job(sub, self.state.project_id, now) for sub in page]
         return Response(200, {"total_count": len(subs), "jobs": jobs})
+
+    def _list_images(self, request: Request, params: dict[str, str], now: float) -> Response:
+        page, total = catalogue.list_images(self.state.images.values(), catalogue.parse_image_query(request.query))
+        return Response(200, {"images": [catalogue.image_info(i) for i in page], "total_count": total})
+
+    def _list_market_images(self, request: Request, params: dict[str, str], now: float) -> Response:
+        images = self.state.images
+        found = [images[i] for i in catalogue.parse_market_ids(request.query) if i in images and images[i].type == "market"]
+        return Response(200, {"images": [catalogue.market_image(i) for i in found]})
 
     # --- IAM -----------------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ PRODUCT_ID = "workspace.x86.ultimate.large2"
 # Fleet desktops get creation times one second apart from this instant (2023-11-14T22:13:20Z),
 # so `created` agrees with creation order and stays the same every run.
 BASE_CREATED = 1_700_000_000.0
-_INDEXED = ("name", "status", "image_id", "pool_id", "enterprise_project_id", "user_name", "desktop_type")
+_INDEXED = (
+    "name", "status", "image_id", "pool_id", "enterprise_project_id", "user_name", "desktop_type", "in_maintenance_mode",
+)
 _QUERY_CACHE_SIZE = 64
 
 
@@ -42,6 +44,10 @@ class DesktopRecord:
     rebuild_count: int = 0
     # The sub-job rebuilding this desktop now: (job id, start of RUNNING, end), else None.
     rebuild: tuple[str, float, float] | None = None
+    architecture: str = "x86"
+    system_disk_size: int = 80  # GB
+    frozen: bool = False
+    in_maintenance_mode: bool = False
 
     @property
     def desktop_type(self) -> str:
@@ -109,7 +115,9 @@ class Fleet:
             tags=dict(desktop.tags), pool_id=desktop.pool_id, status=desktop.status,
             login_status=desktop.login_status, task_status=desktop.task_status,
             enterprise_project_id=desktop.enterprise_project_id, user_name=desktop.user_name,
-            fail_rebuilds=desktop.fail_rebuilds, created=created,
+            fail_rebuilds=desktop.fail_rebuilds, created=created, architecture=desktop.architecture,
+            system_disk_size=desktop.system_disk_size, frozen=desktop.frozen,
+            in_maintenance_mode=desktop.in_maintenance_mode,
         )
         return self.add(record)
 

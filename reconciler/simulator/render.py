@@ -73,10 +73,13 @@ def desktop(record: DesktopRecord, images: Mapping[str, Image], now: float) -> d
         "status": record.status,
         "task_status": record.task_status,
         "login_status": record.login_status,
-        "in_maintenance_mode": False,
+        "in_maintenance_mode": record.in_maintenance_mode,
+        "is_freeze": record.frozen,
         "created": created_time(record.created),
         "product_id": record.product_id,
-        "product": dict(_PRODUCT),
+        "product": {**_PRODUCT, "architecture": record.architecture, "system_disk_size": str(record.system_disk_size)},
+        "root_volume": {"type": "SAS", "size": record.system_disk_size, "device": "/dev/vda",
+                        "id": f"{record.id}-root", "volume_id": f"{record.id}-root"},
         "os_version": image.os_version if image else "",
         "tags": [{"key": key, "value": value} for key, value in record.tags.items()],
         "enterprise_project_id": record.enterprise_project_id,
@@ -143,6 +146,10 @@ def admin_desktop(record: DesktopRecord) -> dict[str, Any]:
         "user_name": record.user_name,
         "fail_rebuilds": record.fail_rebuilds,
         "created": record.created,
+        "architecture": record.architecture,
+        "system_disk_size": record.system_disk_size,
+        "frozen": record.frozen,
+        "in_maintenance_mode": record.in_maintenance_mode,
     }
 
 

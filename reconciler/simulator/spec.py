@@ -43,6 +43,10 @@ class Image:
     os_type: str
     name: str
     os_version: str
+    # Defaults let a simulator state saved before these existed load again.
+    architecture: str = "x86"
+    min_disk: int = 40
+    min_ram: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class DesktopSpec:
     enterprise_project_id: str
     user_name: str | None
     fail_rebuilds: bool
+    architecture: str = "x86"
+    system_disk_size: int = 80
+    frozen: bool = False
+    in_maintenance_mode: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -124,6 +132,9 @@ def image_from_dict(data: Mapping[str, Any]) -> Image:
         os_type=data["os_type"],
         name=data["name"] if data.get("name") is not None else data["id"],
         os_version=data["os_version"],
+        architecture=data["architecture"],
+        min_disk=data["min_disk"],
+        min_ram=data["min_ram"],
     )
 
 
@@ -141,7 +152,13 @@ def desktop_from_dict(project_id: str, data: Mapping[str, Any]) -> DesktopSpec:
         enterprise_project_id=data["enterprise_project_id"],
         user_name=data["user_name"],
         fail_rebuilds=data["fail_rebuilds"],
+        **_fit(data),
     )
+
+
+def _fit(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes that decide which images fit a desktop and whether it can be rebuilt."""
+    return {name: data[name] for name in ("architecture", "system_disk_size", "frozen", "in_maintenance_mode")}
 
 
 def generated_names(entry: Mapping[str, Any]) -> Iterator[str]:
@@ -168,6 +185,7 @@ def generated_desktops(project_id: str, entry: Mapping[str, Any]) -> Iterator[De
             enterprise_project_id=entry["enterprise_project_id"],
             user_name=entry["user_name"],
             fail_rebuilds=entry["fail_rebuilds"],
+            **_fit(entry),
         )
 
 

@@ -138,6 +138,10 @@ class SimState:
 
     @staticmethod
     def _busy_reason(record: DesktopRecord) -> str:
+        if record.frozen:
+            return f"{record.id} (frozen)"
+        if record.in_maintenance_mode:
+            return f"{record.id} (in maintenance mode)"
         if record.task_status:
             return f"{record.id} (task_status {record.task_status})"
         if record.status not in spec.REBUILDABLE_STATUSES:

@@ -118,8 +118,8 @@ def parse_list_query(pairs: Sequence[tuple[str, str]]) -> ListQuery:
     maintenance = _single(grouped, "in_maintenance_mode", problems)
     if maintenance not in (None, "true", "false"):
         problems.append(f"in_maintenance_mode: must be true or false (got {maintenance!r})")
-    elif maintenance == "true":  # no simulated desktop is ever in maintenance mode
-        constraints.append(("none", set()))
+    elif maintenance is not None:
+        constraints.append(("in_maintenance_mode", {maintenance == "true"}))
     problems += [f"{key}: filter not supported by the simulator" for key in _UNSUPPORTED_FILTERS if key in grouped]
     descending = _sort_order(grouped, problems)
     offset = _int_param(grouped, "offset", 0, None, problems)
