@@ -17,11 +17,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud import errors
-from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup
 from reconciler.plan import Plan
 from reconciler.recheck import connected_users, window_closed
-from reconciler.refresh import IDS_PER_CALL, job_totals, resolve_unknown
+from reconciler.refresh import desktops_by_id, job_totals, resolve_unknown
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state.recorder import Recorder
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
@@ -361,9 +360,7 @@ class Applier:
         """Settle calls whose answer was lost; desktops they never reached go out again."""
         self._resolve_rounds += 1
         unknown = [d for r in runs for d, j in r.in_flight.items() if j is None]
-        live: dict[str, Desktop] = {}
-        for start in range(0, len(unknown), IDS_PER_CALL):
-            live.update((d.id, d) for d in self.client.iter_desktops(desktop_id=unknown[start:start + IDS_PER_CALL]))
+        live = desktops_by_id(self.client, unknown)
         record = resolve_unknown(self.client, self.recorder.state(), live, self.recorder.now())
         if record is not None:
             self.recorder.record(record)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -64,9 +63,11 @@ def _page_rest(client: WorkspaceClient, first: list[Desktop], total: int) -> dic
     return fleet
 
 
-def _by_ids(client: WorkspaceClient, ids: Sequence[str]) -> dict[str, Desktop]:
+def desktops_by_id(client: WorkspaceClient, ids: Sequence[str]) -> dict[str, Desktop]:
+    """The live desktops among ``ids``, looked up ``IDS_PER_CALL`` at a time (in the order
+    given); ids the service does not know are left out."""
     found: dict[str, Desktop] = {}
-    for chunk in _chunks(sorted(ids), IDS_PER_CALL):
+    for chunk in _chunks(ids, IDS_PER_CALL):
         found.update((d.id, d) for d in client.iter_desktops(desktop_id=list(chunk)))
     return found
 
@@ -88,7 +89,7 @@ def read_inventory(client: WorkspaceClient, groups: Sequence[DesktopGroup], stat
         fleet = _page_rest(client, list(first.desktops), first.total_count)
         desktops = {i: fleet[i] for i in wanted if i in fleet}
     else:
-        desktops = _by_ids(client, sorted(wanted))
+        desktops = desktops_by_id(client, sorted(wanted))
     matches: dict[str, frozenset[str]] = {}
     for group in groups:
         if group.selector is None:
@@ -100,13 +101,6 @@ def read_inventory(client: WorkspaceClient, groups: Sequence[DesktopGroup], stat
 
 
 # -- jobs ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobObservation:
-    """Journal records (``resolved``, ``job_status``) describing what the live API showed."""
-
-    records: tuple[dict[str, Any], ...]
 
 
 def _parse_job_time(text: str) -> datetime | None:

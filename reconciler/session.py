@@ -18,7 +18,7 @@ from reconciler.model import Action, Change, DesktopGroup, ManifestSet, Reason
 from reconciler.plan import Plan, check_current
 from reconciler.planner import Inventory, PlanOptions, selection
 from reconciler.planner import plan as make_plan
-from reconciler.refresh import IDS_PER_CALL, observe_jobs, read_inventory, resolve_unknown
+from reconciler.refresh import desktops_by_id, observe_jobs, read_inventory, resolve_unknown
 from reconciler.state import State, StateStore, fold
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
@@ -52,14 +52,8 @@ def snapshot(store: StateStore) -> Snapshot:
 
 
 def _in_progress_live(client: WorkspaceClient, state: State) -> dict[str, Desktop]:
-    return _live(client, sorted(i for i, r in state.desktops.items() if r.job is not None and r.job.in_progress))
-
-
-def _live(client: WorkspaceClient, ids: Sequence[str]) -> dict[str, Desktop]:
-    live: dict[str, Desktop] = {}
-    for start in range(0, len(ids), IDS_PER_CALL):
-        live.update((d.id, d) for d in client.iter_desktops(desktop_id=ids[start:start + IDS_PER_CALL]))
-    return live
+    in_progress = sorted(i for i, r in state.desktops.items() if r.job is not None and r.job.in_progress)
+    return desktops_by_id(client, in_progress)
 
 
 def let_lost_calls_land(state: State, timeout: float, clock: Clock = utc_now, sleep: Callable[[float], None] = time.sleep) -> float:
@@ -102,6 +96,28 @@ class Planned:
     observed: tuple[dict[str, Any], ...]  # records to journal if this plan is applied now
 
 
+def _refreshed(client: WorkspaceClient, manifests: ManifestSet, state: State, now: datetime) -> tuple[State, Inventory, list[dict[str, Any]]]:
+    """The live fleet, and the state with what the live API showed of lost calls and unfinished
+    jobs folded in (those records are journalled if the plan is applied)."""
+    let_lost_calls_land(state, client.timeout)
+    inventory = read_inventory(client, manifests.groups, state)
+    observed = observations(client, state, dict(inventory.desktops), now)
+    return fold(state, observed), inventory, observed
+
+
+def _stamped(plan: Plan, manifests: ManifestSet, snap: Snapshot, now: datetime) -> Plan:
+    """The plan tied to the state and manifests it was made from."""
+    return replace(
+        plan,
+        lineage=snap.disk_lineage,
+        serial=snap.disk_serial,
+        journal_digest=snap.journal_digest,
+        manifest_digest=manifests.digest,
+        settings=manifests.settings,
+        created_at=now.isoformat(timespec="seconds"),
+    )
+
+
 def build_plan(
     manifests: ManifestSet,
     snap: Snapshot,
@@ -110,35 +126,17 @@ def build_plan(
     now: datetime,
 ) -> Planned:
     """Plan against the snapshot; with a client, refresh from the live fleet first."""
-    state, inventory, observed = snap.state, None, []
+    state, inventory, observed = snap.state, None, list[dict[str, Any]]()
     if client is not None:
-        let_lost_calls_land(state, client.timeout)
-        inventory = read_inventory(client, manifests.groups, state)
-        observed = observations(client, state, dict(inventory.desktops), now)
-        state = fold(state, observed)
+        state, inventory, observed = _refreshed(client, manifests, state, now)
     result = make_plan(manifests.groups, state, inventory, options)
-    return Planned(
-        replace(
-            result,
-            lineage=snap.disk_lineage,
-            serial=snap.disk_serial,
-            journal_digest=snap.journal_digest,
-            manifest_digest=manifests.digest,
-            settings=manifests.settings,
-            created_at=now.isoformat(timespec="seconds"),
-        ),
-        tuple(observed),
-    )
+    return Planned(_stamped(result, manifests, snap, now), tuple(observed))
 
 
 def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceClient, options: PlanOptions) -> Planned:
     """A plan that records every managed desktop's live image (and rebuilds nothing), limited
     by ``--target``/``--exclude`` like any plan."""
-    now = options.now
-    let_lost_calls_land(snap.state, client.timeout)
-    inventory = read_inventory(client, manifests.groups, snap.state)
-    observed = observations(client, snap.state, dict(inventory.desktops), now)
-    state = fold(snap.state, observed)
+    state, inventory, observed = _refreshed(client, manifests, snap.state, options.now)
     base = make_plan(manifests.groups, state, inventory, replace(options, ignore_window=True))
     owners = _owners(manifests.groups, inventory)
     members: dict[str, list[str]] = {}
@@ -155,10 +153,8 @@ def refresh_only_plan(manifests: ManifestSet, snap: Snapshot, client: WorkspaceC
             changes.append(Change(desktop_id, Action.ADOPT, reason, group.name, live.name, record.image_id if record else None, live.image_id))
     if picked is not None:
         changes = [c for c in changes if picked(c)]
-    plan = replace(base, changes=tuple(changes), refresh_only=True, lineage=snap.disk_lineage, serial=snap.disk_serial,
-                   journal_digest=snap.journal_digest, manifest_digest=manifests.digest,
-                   settings=manifests.settings, created_at=now.isoformat(timespec="seconds"))
-    return Planned(plan, tuple(observed))
+    plan = replace(base, changes=tuple(changes), refresh_only=True)
+    return Planned(_stamped(plan, manifests, snap, options.now), tuple(observed))
 
 
 def _owners(groups: Sequence[DesktopGroup], inventory: Inventory) -> dict[str, DesktopGroup]:

@@ -208,13 +208,6 @@ class PasswordAuth(httpx.Auth):
 AK_VARIABLES = (("HW_ACCESS_KEY", "HW_SECRET_KEY"), ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"))
 PASSWORD_VARIABLES = ("HW_USER_NAME", "HW_PASSWORD", "HW_DOMAIN_NAME")
 TOKEN_VARIABLE = "HW_AUTH_TOKEN"
-SECRET_VARIABLES = (
-    "HW_SECRET_KEY",
-    "HUAWEICLOUD_SDK_SK",
-    "HW_SECURITY_TOKEN",
-    "HW_AUTH_TOKEN",
-    "HW_PASSWORD",
-)
 
 
 def _aksk_from_env(env: Mapping[str, str], project_id: str, clock: Clock) -> httpx.Auth | None:

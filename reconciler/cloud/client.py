@@ -31,7 +31,6 @@ from reconciler.cloud.models import (
     Desktop,
     DesktopPage,
     ImagePage,
-    Job,
     RebuildRequest,
     SubJob,
 )
@@ -244,9 +243,6 @@ class WorkspaceClient:
     def get_desktop(self, desktop_id: str) -> Desktop:
         data = self._call("GET", f"desktops/{validate_id('desktop id', desktop_id)}")
         return Desktop.from_api(data.get("desktop") or {})
-
-    def get_job(self, job_id: str) -> Job:
-        return Job.from_api(self._call("GET", f"workspace-jobs/{validate_id('job id', job_id)}"))
 
     def iter_sub_jobs(
         self, *, job_id: str | None = None, job_type: str | None = None, status: str | None = None

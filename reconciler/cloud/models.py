@@ -146,41 +146,6 @@ class SubJob:
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """A Workspace job (``workspace-jobs/{job_id}``) with the sub-jobs it embeds."""
-
-    id: str
-    job_type: str
-    status: str
-    begin_time: str = ""
-    end_time: str = ""
-    job_error_code: str = ""
-    fail_reason: str = ""
-    sub_jobs_total: int = 0
-    sub_jobs: tuple[SubJob, ...] = ()
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED_JOB_STATUSES
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Job:
-        subs = tuple(SubJob.from_api(s) for s in data.get("sub_jobs") or ())
-        total = data.get("sub_jobs_total")
-        return cls(
-            id=_text(data, "id"),
-            job_type=_text(data, "job_type"),
-            status=_text(data, "status"),
-            begin_time=_text(data, "begin_time"),
-            end_time=_text(data, "end_time"),
-            job_error_code=_text(data, "job_error_code"),
-            fail_reason=_text(data, "fail_reason"),
-            sub_jobs_total=int(total) if isinstance(total, int) else len(subs),
-            sub_jobs=subs,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class RebuildRequest:
     """The body of ``POST /v2/{project_id}/desktops/rebuild``.
 
