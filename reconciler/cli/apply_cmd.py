@@ -10,23 +10,44 @@ import click
 
 from reconciler import render
 from reconciler.applier import ApplyOptions, ApplyResult
-from reconciler.cli.common import EXIT_ERROR, err, full_option, out, target_options
+from reconciler.cli.common import EXIT_ERROR, err, full_option, manifests_alias, out, target_options
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
+from reconciler.errors import ReconcilerError
 from reconciler.plan import Plan, read_plan, settings_for_apply
+from reconciler.render.common import plural
 from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, track_jobs, utc_now
 from reconciler.state import open_store
+
+NOT_A_TERMINAL = ("stdin is not a terminal, so apply cannot ask for confirmation: add --auto-approve to apply "
+                  "what it plans, or save a plan with `reconciler plan -o plan.json` and apply that file")
 
 
 def _confirm(auto_approve: bool) -> bool:
     if auto_approve:
         return True
-    answer = click.prompt(
-        "Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
-        default="", show_default=False, err=True,
-    )
+    try:
+        answer = click.prompt(
+            "Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value",
+            default="", show_default=False, err=True,
+        )
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise
+        err("")  # end the prompt's line
+        raise ReconcilerError(NOT_A_TERMINAL) from None
     return answer.strip() == "yes"
+
+
+def interrupted(printer: EventPrinter) -> ReconcilerError:
+    """Ctrl-C: what was already sent keeps running in the cloud, and the state knows it."""
+    jobs, desktops = printer.submitted
+    if not jobs:
+        return ReconcilerError("interrupted before any rebuild was submitted; nothing was changed")
+    return ReconcilerError(
+        f"interrupted after submitting {plural(desktops, 'rebuild')} in {plural(jobs, 'job')}: they keep running in the "
+        "cloud and are recorded in the state. `reconciler jobs --wait` follows them; the next apply carries on with the rest")
 
 
 def _finish_running(session: ApplySession, client: Any, plan: Plan, printer: EventPrinter) -> None:
@@ -41,6 +62,7 @@ def _execute(session: ApplySession, plan: Plan, client: Any, options: ApplyOptio
     if options.wait:
         _finish_running(session, client, plan, printer)
     printer({"event": "summary", **result.summary(), "ok": result.ok, "at": utc_now().isoformat(timespec="seconds")})
+    printer.finish()
     if not printer.as_json:
         out(render.apply_summary(result.summary(), result.halted, result.failed), nl=False)
     return result
@@ -87,6 +109,7 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
 
 
 @click.command()
+@manifests_alias
 @click.argument("paths", nargs=-1, type=click.Path(exists=True), metavar="[PLANFILE | PATH...]")
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes' confirmation.")
 @target_options
@@ -113,17 +136,26 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
     is_saved = len(paths) == 1 and is_plan_file(paths[0])
     if as_json and not (auto_approve or is_saved):
         raise click.UsageError("apply --json cannot ask for confirmation: add --auto-approve, or apply a saved plan")
+    try:
+        result = _run(paths, is_saved, printer, dict(
+            targets=targets, excludes=excludes, ignore_window=ignore_window, refresh_only=refresh_only,
+            lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait))
+    except KeyboardInterrupt:
+        printer.finish()
+        raise interrupted(printer) from None
+    if result is not None and not result.ok:
+        raise SystemExit(EXIT_ERROR)
+
+
+def _run(paths: tuple[str, ...], is_saved: bool, printer: EventPrinter, args: dict[str, Any]) -> ApplyResult | None:
     result: ApplyResult | None
     if is_saved:
-        if targets or excludes or refresh_only or ignore_window:
+        if args["targets"] or args["excludes"] or args["refresh_only"] or args["ignore_window"]:
             raise click.UsageError("a saved plan is applied as it is: --target, --exclude, --refresh-only and --ignore-window belong to `plan`")
-        result = _apply_saved(paths[0], wait, lock_timeout, printer)
+        result = _apply_saved(paths[0], args["wait"], args["lock_timeout"], printer)
     else:
-        args = dict(targets=targets, excludes=excludes, ignore_window=ignore_window, refresh_only=refresh_only,
-                    lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait)
         result = _apply_fresh(paths, args, printer)
         if result is None:
             printer({"event": "summary", "ok": True, "rebuilds_submitted": 0, "at": utc_now().isoformat(timespec="seconds")})
-    if result is not None and not result.ok:
-        raise SystemExit(EXIT_ERROR)
+    return result
 

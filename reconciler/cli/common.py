@@ -4,6 +4,7 @@ Terminal I/O only.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -115,7 +116,34 @@ def target_options(func: F) -> F:
     return click.option("--target", "targets", multiple=True, metavar="NAME", help="Only act on this group or desktop id (repeatable).")(func)
 
 
+def _change_directory(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        os.chdir(value)
+    return value
+
+
+def chdir_option(func: F) -> F:
+    """``-C DIR`` after the subcommand as well as before it. Eager, so the paths given with it
+    are read from ``DIR``."""
+    return click.option("-C", "--chdir", type=click.Path(exists=True, file_okay=False), is_eager=True, expose_value=False,
+                        callback=_change_directory, metavar="DIR", help="Run as if started in DIR.")(func)
+
+
+def manifests_alias(func: F) -> F:
+    """``-m PATH`` (as ``state`` and ``jobs`` take it) wherever manifests are named by a
+    positional PATH: both forms work in every command."""
+
+    @functools.wraps(func)
+    def merged(*args: Any, manifests_alias: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        kwargs["paths"] = (*kwargs.get("paths", ()), *manifests_alias)
+        return func(*args, **kwargs)
+
+    option = click.option("-m", "--manifests", "manifests_alias", multiple=True, metavar="PATH",
+                          type=click.Path(), help="Manifests to read (the same as PATH).")
+    return chdir_option(option(merged))  # type: ignore[return-value]
+
+
 def manifest_paths(func: F) -> F:
     # Existence is checked by the loader, so a missing path is reported like any manifest
     # problem (and as JSON diagnostics under validate --json).
-    return click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, file_okay=True))(func)
+    return manifests_alias(click.argument("paths", nargs=-1, type=click.Path(dir_okay=True, file_okay=True))(func))

@@ -16,6 +16,7 @@ import click
 from reconciler import render
 from reconciler.cli.common import (
     EXIT_CHANGES,
+    chdir_option,
     err,
     full_option,
     json_option,
@@ -189,6 +190,7 @@ def _show_plan(saved: Plan, as_json: bool, markdown: bool, full: bool) -> None:
 
 @click.command()
 @click.argument("target", required=False, type=click.Path(exists=True), metavar="[PLANFILE | PATH]")
+@chdir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--markdown", is_flag=True, help="Print Markdown for a pull-request comment (plans only).")
 @full_option

@@ -12,6 +12,7 @@ import click
 from reconciler import render
 from reconciler.cli.common import err, style
 from reconciler.plan import Plan, plan_to_json
+from reconciler.render.common import plural
 
 # The events `apply --json` streams (design §4); others are shown as text only.
 JSON_EVENTS = frozenset(
@@ -30,6 +31,7 @@ class EventPrinter:
         self.interactive = interactive
         self._bar_shown = False
         self._last_progress: tuple[int, int] | None = None
+        self.submitted = (0, 0)  # (jobs, desktops) submitted so far, for an interrupted run's message
 
     def plan(self, plan: Plan) -> None:
         if self.as_json:
@@ -40,6 +42,9 @@ class EventPrinter:
             click.echo(render.plan_text(plan, style, full=self.full), nl=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if event["event"] == "batch_submitted":
+            jobs, desktops = self.submitted
+            self.submitted = (jobs + 1, desktops + len(event.get("desktop_ids", ())))
         if self.as_json:
             if event["event"] in JSON_EVENTS:
                 click.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
@@ -52,17 +57,21 @@ class EventPrinter:
             self._clear_bar()
             err(line)
 
+    def finish(self) -> None:
+        """End the progress bar's line, so what follows starts on a line of its own."""
+        self._clear_bar()
+
     def _progress(self, finished: int, total: int) -> None:
-        if (finished, total) == self._last_progress:
+        if (finished, total) == self._last_progress or not total:  # nothing to wait for: say nothing
             return
         self._last_progress = (finished, total)
         if self.interactive:
             width = 30
             filled = int(width * finished / total) if total else width
-            err(f"\r  [{'#' * filled}{'.' * (width - filled)}] {finished}/{total} rebuilds finished", nl=False)
+            err(f"\r  [{'#' * filled}{'.' * (width - filled)}] {finished}/{plural(total, 'rebuild')} finished", nl=False)
             self._bar_shown = True
         else:
-            err(f"waiting: {finished}/{total} rebuilds finished")
+            err(f"waiting: {finished}/{plural(total, 'rebuild')} finished")
 
     def _clear_bar(self) -> None:
         if self._bar_shown:
@@ -74,25 +83,27 @@ def describe(event: dict[str, Any]) -> str | None:
     kind = event["event"]
     group = event.get("group", "")
     count = len(event.get("desktop_ids", ()))
+    desktops = plural(count, "desktop")
     if kind == "wave_started":
-        return f"{group}: {event['wave']} wave, {event['desktops']} desktops"
+        return f"{group}: {event['wave']} wave, {plural(event['desktops'], 'desktop')}"
     if kind == "batch_submitted":
-        return f"{group}: rebuild of {count} desktops submitted (job {event['job_id']})"
+        return f"{group}: rebuild of {desktops} submitted (job {event['job_id']})"
     if kind == "batch_failed":
-        return style(f"{group}: rebuild of {count} desktops failed: {event['error']}", fg="red")
+        return style(f"{group}: rebuild of {desktops} failed: {event['error']}", fg="red")
     if kind == "batch_unknown":
-        return style(f"{group}: no answer for {count} desktops ({event['error']}); checking the live API before re-sending", fg="yellow")
+        return style(f"{group}: no answer for {desktops} ({event['error']}); checking the live API before re-sending", fg="yellow")
     if kind == "desktops_busy":
-        return style(f"{group}: {count} desktops are busy and left for a later run: {', '.join(event['desktop_ids'][:10])}", fg="yellow")
+        verb = "is" if count == 1 else "are"
+        return style(f"{group}: {desktops} {verb} busy and left for a later run: {', '.join(event['desktop_ids'][:10])}", fg="yellow")
     if kind == "job_finished":
         colour = "green" if event["status"] == "SUCCESS" else "red"
         return style(f"job {event['job_id']}: {event['status']} ({event['succeeded']} succeeded, {event['failed']} failed)", fg=colour)
     if kind == "group_halted":
         return style(f"{group}: HALTED: {event['reason']}", fg="red", bold=True)
     if kind in ("group_deferred", "desktops_deferred"):
-        return style(f"{group}: {count} desktops deferred to a later run ({event['reason']})", fg="yellow")
+        return style(f"{group}: {desktops} deferred to a later run ({event['reason']})", fg="yellow")
     if kind == "poll_failed":
         return style(f"could not read the jobs' status ({event['error']}); trying again", fg="yellow")
     if kind in ("adopted", "forgotten"):
-        return f"{kind} {event['desktops']} desktops in the state"
+        return f"{kind} {plural(event['desktops'], 'desktop')} in the state"
     return None

@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from typing import Any
 
 import click
 
 from reconciler import render
-from reconciler.cli.common import err, json_option, out, out_json
+from reconciler.cli.common import F, chdir_option, err, json_option, out, out_json
 from reconciler.cli.plan_cmds import load, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
 from reconciler.session import apply_session, snapshot, track_jobs
 from reconciler.state import state_to_json
 
-manifests_option = click.option(
-    "-m", "--manifests", "manifests_path", default=".", show_default=True, type=click.Path(exists=True),
-    help="The manifest directory whose Settings name the state.",
-)
+
+def manifests_option(func: F) -> F:
+    """``-m PATH`` names the manifests whose Settings name the state; ``-C DIR`` works here too."""
+    option = click.option("-m", "--manifests", "manifests_path", default=".", show_default=True, type=click.Path(exists=True),
+                          help="The manifest directory whose Settings name the state.")
+    return chdir_option(option(func))
+
+
+def manifests_argument(func: F) -> F:
+    """For commands with no other argument: the manifests as ``PATH`` (as in plan and apply) or
+    ``-m PATH``."""
+
+    @functools.wraps(func)
+    def merged(*args: Any, path: str | None = None, **kwargs: Any) -> Any:
+        if path is not None:
+            if kwargs["manifests_path"] not in (".", path):
+                raise click.UsageError("name the manifests once: PATH or -m PATH")
+            kwargs["manifests_path"] = path
+        return func(*args, **kwargs)
+
+    argument = click.argument("path", required=False, type=click.Path(exists=True), metavar="[PATH]")
+    return manifests_option(argument(merged))  # type: ignore[return-value]
 
 
 @click.group()
@@ -34,14 +54,14 @@ def state() -> None:
 
 
 @state.command("list")
-@manifests_option
+@manifests_argument
 @json_option()
 def state_list(manifests_path: str, as_json: bool) -> None:
     """List every desktop in the state with its group, image and last job.
 
     \b
     Example:
-      reconciler state list -m manifests/ --json | jq '.desktops | length'
+      reconciler state list manifests/ --json | jq '.desktops | length'
     """
     current = snapshot(store_for(load((manifests_path,)))).state
     if as_json:
@@ -88,7 +108,7 @@ def state_rm(desktop_ids: tuple[str, ...], manifests_path: str, lock_timeout: fl
 
 
 @click.command()
-@manifests_option
+@manifests_argument
 @click.option("--refresh", is_flag=True, help="Update unfinished jobs from the API and record them.")
 @click.option("--wait", is_flag=True, help="Poll until every tracked job has finished (implies --refresh).")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="How long to wait for a locked state.")
@@ -100,7 +120,7 @@ def jobs(manifests_path: str, refresh: bool, wait: bool, lock_timeout: float, as
     Examples:
       reconciler jobs
       reconciler jobs --refresh
-      reconciler jobs --wait
+      reconciler jobs manifests/ --wait
     """
     manifests = load((manifests_path,))
     store = store_for(manifests)
