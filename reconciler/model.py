@@ -140,9 +140,44 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """``conn_str`` holds no password (``RECONCILER_PG_CONN_STR``, ``PGPASSWORD`` or
+    ``~/.pgpass`` supply it); None: ``RECONCILER_PG_CONN_STR`` must be set."""
+
+    conn_str: str | None = None
+    schema: str = "reconciler"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """An S3-protocol bucket (OBS, S3, MinIO). ``key`` None: ``<state name>/state.json``."""
+
+    bucket: str | None = None
+    key: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    addressing_style: str = "virtual"
+
+
+@dataclass(frozen=True, slots=True)
 class StateSettings:
+    """``name`` is the state's key in a shared backend (None: the project id)."""
+
     backend: str = "local"
     path: str = ".reconciler/state.json"
+    name: str | None = None
+    postgres: PostgresSettings = PostgresSettings()
+    s3: S3Settings = S3Settings()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StateSettings:
+        """From the manifest's (or a plan's) ``state`` object, nested blocks included."""
+        fields = dict(data)
+        if "postgres" in fields:
+            fields["postgres"] = PostgresSettings(**fields["postgres"])
+        if "s3" in fields:
+            fields["s3"] = S3Settings(**fields["s3"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)

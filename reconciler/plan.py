@@ -157,7 +157,7 @@ def settings_from_json(data: dict[str, Any]) -> Settings:
     return Settings(
         **{
             **data,
-            "state": StateSettings(**data["state"]),
+            "state": StateSettings.from_json(data["state"]),
             "api": ApiSettings(**data["api"]),
             "source": Location(data["source"]["file"], data["source"]["line"]),
         }

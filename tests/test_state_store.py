@@ -24,6 +24,11 @@ class TestLocalStateStore(StateStoreConformance):
     def store_factory(self, tmp_path: Path):
         return lambda: LocalStateStore(tmp_path / ".reconciler" / "state.json")
 
+    @pytest.fixture
+    def store_source(self, tmp_path: Path) -> str:
+        path = str(tmp_path / ".reconciler" / "state.json")
+        return f"from reconciler.state import LocalStateStore\nstore = LocalStateStore({path!r})"
+
 
 def test_state_file_is_private_and_schema_valid(tmp_path: Path) -> None:
     store = LocalStateStore(tmp_path / "s" / "state.json")

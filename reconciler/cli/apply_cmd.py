@@ -77,7 +77,7 @@ def _options(plan: Plan, wait: bool | None) -> ApplyOptions:
 def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter) -> ApplyResult:
     saved = read_plan(path)
     settings = settings_for_apply(saved, path)
-    store = open_store(settings.state.backend, settings.state_file)
+    store = open_store(settings)
     with apply_session(store, lock_timeout=lock_timeout) as session:
         session.check_saved(saved)
         printer.plan(saved)

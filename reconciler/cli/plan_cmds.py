@@ -45,7 +45,7 @@ def load(paths: tuple[str, ...]) -> ManifestSet:
 
 
 def store_for(manifests: ManifestSet) -> StateStore:
-    return open_store(manifests.settings.state.backend, manifests.settings.state_file)
+    return open_store(manifests.settings)
 
 
 @contextmanager
@@ -72,7 +72,7 @@ def load_with_state(paths: tuple[str, ...]) -> tuple[ManifestSet, Snapshot]:
     snap, failure = None, None
     if settings is not None:
         try:
-            snap = snapshot(open_store(settings.state.backend, settings.state_file))
+            snap = snapshot(open_store(settings))
         except ReconcilerError as exc:
             failure = exc  # problems in the manifests are reported first
     manifests = reading.result()

@@ -178,7 +178,7 @@ def build_settings(document: Mapping[str, Any], source: Location, base_dir: str)
     if spec.get("endpoint") is not None:
         spec["endpoint"] = validate_endpoint(spec["endpoint"])
     if "state" in spec:
-        spec["state"] = StateSettings(**spec["state"])
+        spec["state"] = StateSettings.from_json(spec["state"])
     if "api" in spec:
         spec["api"] = _api(spec["api"])
     return Settings(**spec, **fields)

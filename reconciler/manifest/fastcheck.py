@@ -22,7 +22,7 @@ Check = Callable[[Any], bool]
 
 # Keywords that do not constrain the instance.
 ANNOTATIONS = frozenset(
-    {"$schema", "$id", "$defs", "$comment", "title", "description", "default", "examples", "errorMessage"}
+    {"$schema", "$id", "$defs", "$comment", "title", "description", "default", "examples", "errorMessage", "writeOnly"}
 )
 
 

@@ -126,7 +126,9 @@ def _simple(error: ValidationError, path: PathKey) -> list[Finding]:
     messages: dict[str, Callable[[], str]] = {
         "enum": lambda: f"{show(value)} is not one of: {', '.join(map(str, limit))}",
         "const": lambda: f"expected {show(limit)}, got {show(value)}",
-        "pattern": lambda: f"{show(value)} is invalid: {custom or 'it does not match ' + limit}",
+        # writeOnly marks a field that may hold a secret by mistake (a password in a URL): not echoed.
+        "pattern": lambda: f"{'the value' if error.schema.get('writeOnly') else show(value)} is invalid: "
+                           f"{custom or 'it does not match ' + limit}",
         "minimum": lambda: f"{show(value)} is less than the minimum of {limit}",
         "maximum": lambda: f"{show(value)} is greater than the maximum of {limit}",
         "exclusiveMinimum": lambda: f"{show(value)} must be greater than {limit}",

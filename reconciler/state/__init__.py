@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from reconciler.state.local import LocalStateStore
 from reconciler.state.state import (
@@ -16,9 +18,13 @@ from reconciler.state.state import (
     state_from_json,
     state_to_json,
 )
-from reconciler.state.store import LockInfo, LockMismatch, StateLocked, StateStore
+from reconciler.state.store import BackendError, LockInfo, LockMismatch, StateConflict, StateLocked, StateStore
+
+if TYPE_CHECKING:
+    from reconciler.model import Settings
 
 __all__ = [
+    "BackendError",
     "DesktopRecord",
     "JobRecord",
     "JobRef",
@@ -27,6 +33,7 @@ __all__ = [
     "LockMismatch",
     "State",
     "StateBuilder",
+    "StateConflict",
     "StateError",
     "StateLocked",
     "StateStore",
@@ -37,8 +44,22 @@ __all__ = [
 ]
 
 
-def open_store(backend: str, path: str | Path) -> StateStore:
-    """The store for a ``Settings.spec.state`` block (``path`` already resolved)."""
-    if backend == "local":
-        return LocalStateStore(path)
-    raise StateError(f"unknown state backend {backend!r} (available: local)")
+def open_store(settings: Settings, env: Mapping[str, str] | None = None) -> StateStore:
+    """The store a manifest set's ``Settings`` name. Secrets come from ``env`` (default: the
+    process environment); the postgres and s3 libraries are imported only when used."""
+    env = os.environ if env is None else env
+    config = settings.state
+    name = config.name or settings.project_id
+    if config.backend == "local":
+        return LocalStateStore(settings.state_file)
+    if config.backend == "postgres":
+        from reconciler.state.postgres import PostgresStateStore
+
+        conn_str = env.get("RECONCILER_PG_CONN_STR") or config.postgres.conn_str
+        if not conn_str:
+            raise BackendError(
+                "postgres state backend: no database given. Fix: set spec.state.postgres.conn_str "
+                "or the environment variable RECONCILER_PG_CONN_STR"
+            )
+        return PostgresStateStore(conn_str, config.postgres.schema, name)
+    raise StateError(f"unknown state backend {config.backend!r} (available: local, postgres)")

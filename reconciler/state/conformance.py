@@ -7,11 +7,21 @@ Use it from a test module::
         def store_factory(self, tmp_path):
             return lambda: MyBackend(...)   # each call: a new handle on the *same* storage
 
-Each handle stands for a separate run (process) sharing the backend.
+        @pytest.fixture
+        def store_source(self, tmp_path):
+            return "from x import MyBackend\nstore = MyBackend(...)"   # the same, in a child process
+
+Each handle stands for a separate run sharing the backend; ``store_source`` builds one in another
+process, which the suite kills with SIGKILL.
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +30,7 @@ from types import MappingProxyType
 import pytest
 
 from reconciler.state.state import DesktopRecord, JobRecord, JobRef, State
-from reconciler.state.store import LockMismatch, StateLocked, StateStore
+from reconciler.state.store import LockMismatch, StateConflict, StateLocked, StateStore
 
 Factory = Callable[[], StateStore]
 
@@ -35,8 +45,34 @@ def sample_state() -> State:
     return State("3b0f5a8e-0000-4000-8000-000000000001", 4, MappingProxyType(desktops), MappingProxyType(jobs))
 
 
+class Child:
+    """A store handle in another process, driven by the code it was started with; each line it
+    prints is one step done."""
+
+    def __init__(self, store_source: str, body: str) -> None:
+        code = store_source + "\n" + textwrap.dedent(body)
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+    def next_line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, f"the child process exited early (code {self.process.wait()})"
+        return line.strip()
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
 class StateStoreConformance:
-    """Behaviour a backend owes its callers. Subclasses provide the ``store_factory`` fixture."""
+    """Behaviour a backend owes its callers. Subclasses provide the ``store_factory`` and
+    ``store_source`` fixtures."""
+
+    # A holder killed with SIGKILL: True where its lock stays until ``force-unlock`` (s3, whose
+    # lock is an object nobody is left to delete); False where it goes with the process.
+    killed_holder_keeps_lock = False
 
     def test_empty_store_reads_as_new_state(self, store_factory: Factory) -> None:
         state = store_factory().read()
@@ -117,3 +153,70 @@ class StateStoreConformance:
         assert store_factory().replay() == [] and store_factory().journal_digest() is None
         store.append({"type": "again"})
         assert store_factory().replay() == [{"type": "again"}]
+
+    def test_write_that_lost_a_race_changes_nothing(self, store_factory: Factory) -> None:
+        store_factory().write(sample_state())
+        slow, fast = store_factory(), store_factory()
+        slow.read()
+        fast.read()
+        winner = State(sample_state().lineage, 5)
+        fast.write(winner)
+        with pytest.raises(StateConflict):
+            slow.write(State(sample_state().lineage, 6))
+        assert store_factory().read() == winner
+        fast.write(State(sample_state().lineage, 6))  # the winner goes on from what it wrote
+        assert store_factory().read().serial == 6
+
+    def test_first_writes_race_too(self, store_factory: Factory) -> None:
+        slow, fast = store_factory(), store_factory()
+        assert slow.read() == fast.read() == State()
+        fast.write(sample_state())
+        with pytest.raises(StateConflict):
+            slow.write(State("another-lineage", 1))
+        assert store_factory().read() == sample_state()
+
+    def test_lock_held_by_another_process(self, store_factory: Factory, store_source: str) -> None:
+        child = Child(store_source, """
+            import json, time
+            print(json.dumps(store.lock("apply").to_json()), flush=True)
+            time.sleep(120)
+        """)
+        try:
+            held = json.loads(child.next_line())
+            with pytest.raises(StateLocked) as caught:
+                store_factory().lock("plan")
+            assert caught.value.info is not None and caught.value.info.pid == child.process.pid
+            assert caught.value.info.id == held["id"] and caught.value.info.operation == "apply"
+        finally:
+            child.kill()
+        store = store_factory()
+        if self.killed_holder_keeps_lock:
+            info = store.lock_info()
+            assert info is not None and info.id == held["id"]
+            with pytest.raises(StateLocked):
+                store.lock("apply")
+            store.force_unlock(held["id"])
+        else:
+            assert store.lock_info() is None
+        store.unlock(store.lock("apply").id)
+
+    def test_journal_torn_by_a_kill(self, store_factory: Factory, store_source: str) -> None:
+        """A run killed while appending leaves whole records in order, and the next run appends
+        after them."""
+        child = Child(store_source, """
+            n = 0
+            while True:
+                store.append({"type": "intent", "n": n, "pad": "x" * (n % 7) * 30000})
+                print(n, flush=True)
+                n += 1
+        """)
+        try:
+            while int(child.next_line()) < 5:
+                pass
+        finally:
+            child.kill()
+        records = store_factory().replay()
+        assert [r["n"] for r in records] == list(range(len(records))) and len(records) >= 6
+        assert all(len(r["pad"]) == (r["n"] % 7) * 30000 for r in records)
+        store_factory().append({"type": "end"})
+        assert store_factory().replay() == [*records, {"type": "end"}]

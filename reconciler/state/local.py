@@ -1,6 +1,8 @@
 """The local backend: a JSON state file, a lock file and a JSONL journal beside it. File I/O.
 
 - ``state.json`` is replaced atomically (temp file, fsync, rename, fsync of the directory), mode 0600.
+  A write first checks that the file is still the one this handle read (same inode, size and
+  modification time): a run whose lock was broken cannot silently overwrite another's state.
 - ``state.json.lock`` holds the lock info; the lock itself is an ``flock`` on that file, so a run
   killed with SIGKILL releases it, and a live holder is always detected.
 - ``state.json.journal`` is append-only; each record is one line, fsynced before ``append`` returns.
@@ -19,10 +21,13 @@ from typing import Any
 
 from reconciler.files import fsync_dir, write_atomically
 from reconciler.state.state import State, StateError, state_from_json, state_to_json
-from reconciler.state.store import LockInfo, LockMismatch, StateLocked, StateStore
+from reconciler.state.store import LockInfo, LockMismatch, StateConflict, StateLocked, StateStore
 
 LOCK_POLL_SECONDS = 0.2
 TAIL_CHUNK = 1 << 16
+# The file a handle last read or wrote: (inode, size, mtime in ns), ABSENT, or UNSEEN (no read yet).
+FileVersion = tuple[int, int, int] | str
+ABSENT, UNSEEN = "absent", "unseen"
 
 
 def _compact(value: Any) -> str:
@@ -53,19 +58,31 @@ class LocalStateStore(StateStore):
         self._lock_fd: int | None = None
         self._lock_id: str | None = None
         self._journal_fd: int | None = None
+        self._seen: FileVersion = UNSEEN
 
     def _ensure_dir(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # -- read / write ------------------------------------------------------------------------
 
+    def _version(self) -> FileVersion:
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return ABSENT
+        return (found.st_ino, found.st_size, found.st_mtime_ns)
+
     def read(self) -> State:
         try:
-            text = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                found = os.fstat(handle.fileno())
+                text = handle.read()
         except FileNotFoundError:
+            self._seen = ABSENT
             return State()
         except OSError as exc:
             raise StateError(f"cannot read the state {self.path}: {exc.strerror}") from None
+        self._seen = (found.st_ino, found.st_size, found.st_mtime_ns)
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -75,7 +92,10 @@ class LocalStateStore(StateStore):
     def write(self, state: State) -> None:
         self._ensure_dir()
         payload = encode_state(state_to_json(state))
+        if self._seen != UNSEEN and self._version() != self._seen:
+            raise StateConflict(self.location)
         write_atomically(self.path, payload)  # mode 0600: the state is never readable by others
+        self._seen = self._version()
 
     # -- lock --------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.errors import ReconcilerError
-from reconciler.state.state import State
+from reconciler.state.state import State, StateError
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,23 @@ class LockMismatch(ReconcilerError):
     """Unlocking with an id that is not the current lock's."""
 
 
+class StateConflict(StateError):
+    """A write lost a race: the stored state is no longer the one this handle read. Nothing
+    was written."""
+
+    def __init__(self, where: str, detail: str = "") -> None:
+        super().__init__(
+            f"the state at {where} changed since this run read it{detail}; nothing was written. "
+            "Another run wrote it (was its lock broken with force-unlock?): run the command again"
+        )
+
+
+class BackendError(StateError):
+    """A backend cannot be used: its library is missing, it cannot be reached, it refuses the
+    credentials, or it lacks what reconciler needs. The message names the backend, what failed
+    and the fix, and never holds a secret."""
+
+
 class StateReader(abc.ABC):
     @abc.abstractmethod
     def read(self) -> State:
@@ -86,7 +103,11 @@ class StateWriter(abc.ABC):
     @abc.abstractmethod
     def write(self, state: State) -> None:
         """Persist ``state`` atomically: afterwards ``read()`` returns it, and a crash at any
-        moment leaves either the old or the new state, never a mix."""
+        moment leaves either the old or the new state, never a mix.
+
+        Compare-and-swap: the write succeeds only if the stored state is still the one this
+        handle last read or wrote; otherwise it raises StateConflict and changes nothing. A
+        handle that has seen nothing yet writes over whatever is there (``state push --force``)."""
 
 
 class Locker(abc.ABC):

@@ -1,0 +1,120 @@
+"""The postgres backend on a real PostgreSQL server: the conformance suite, plus what only a
+database shows (migrations, history, advisory-lock keys, masked connection strings, errors)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from harness.backends import PG_DSN, postgres_schema
+
+from reconciler.state import BackendError, State, StateConflict, StateLocked
+from reconciler.state.conformance import StateStoreConformance, sample_state
+from reconciler.state.dsn import mask_dsn
+from reconciler.state.postgres import HISTORY_KEPT, PostgresStateStore
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    with postgres_schema() as name:
+        yield name
+
+
+class TestPostgresStateStore(StateStoreConformance):
+    @pytest.fixture
+    def store_factory(self, schema: str) -> Iterator[Callable[[], PostgresStateStore]]:
+        handles: list[PostgresStateStore] = []
+
+        def factory() -> PostgresStateStore:
+            handles.append(PostgresStateStore(PG_DSN, schema, "acme-prod"))
+            return handles[-1]
+
+        yield factory
+        for handle in handles:
+            handle.close()
+
+    @pytest.fixture
+    def store_source(self, schema: str) -> str:
+        return f"from reconciler.state.postgres import PostgresStateStore\nstore = PostgresStateStore({PG_DSN!r}, {schema!r}, 'acme-prod')"
+
+
+def test_states_of_other_names_and_schemas_are_independent(schema: str) -> None:
+    with postgres_schema() as other_schema:
+        stores = [PostgresStateStore(PG_DSN, schema, "a"), PostgresStateStore(PG_DSN, schema, "b"),
+                  PostgresStateStore(PG_DSN, other_schema, "a")]
+        try:
+            infos = [store.lock("apply") for store in stores]  # one lock per (schema, name)
+            stores[0].write(sample_state())
+            stores[0].append({"type": "begin"})
+            assert stores[1].read() == State() and stores[2].read() == State() and stores[1].replay() == []
+            with pytest.raises(StateLocked):
+                PostgresStateStore(PG_DSN, schema, "a").lock("apply")
+            for store, info in zip(stores, infos, strict=True):
+                store.unlock(info.id)
+        finally:
+            for store in stores:
+                store.close()
+
+
+def test_the_last_twenty_states_are_kept_in_history(schema: str) -> None:
+    store = PostgresStateStore(PG_DSN, schema, "acme")
+    try:
+        for serial in range(1, HISTORY_KEPT + 5):
+            store.write(State("lineage-1", serial))
+        history = store.history()
+        assert len(history) == HISTORY_KEPT
+        assert [serial for _, _, serial in history] == list(range(HISTORY_KEPT + 3, 3, -1))
+        assert store.read().serial == HISTORY_KEPT + 4
+    finally:
+        store.close()
+
+
+def test_migrations_run_once_and_are_idempotent(schema: str) -> None:
+    first, second = PostgresStateStore(PG_DSN, schema, "x"), PostgresStateStore(PG_DSN, schema, "x")
+    try:
+        first.write(sample_state())
+        assert second.read() == sample_state()  # a second connection migrates nothing twice
+        row = second._db().execute(f"SELECT count(*), max(version) FROM {schema}.schema_version").fetchone()
+        assert row == (1, 1)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_write_after_force_unlock_cannot_overwrite(schema: str) -> None:
+    """The broken lock's holder lost its session: it can write nothing, and had it a new
+    session, the compare-and-swap would still refuse its stale write."""
+    holder, rescuer = PostgresStateStore(PG_DSN, schema, "x"), PostgresStateStore(PG_DSN, schema, "x")
+    try:
+        info = holder.lock("apply")
+        holder.read()
+        rescuer.force_unlock(info.id)
+        rescuer.unlock(rescuer.lock("apply").id)
+        rescuer.write(sample_state())
+        with pytest.raises((BackendError, StateConflict)):
+            holder.write(State("other", 1))
+        assert PostgresStateStore(PG_DSN, schema, "x").read() == sample_state()
+    finally:
+        holder.close()
+        rescuer.close()
+
+
+@pytest.mark.parametrize("given, shown", [
+    ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
+    ("postgres://u:s%40cr3t@h:5432/db?sslmode=require", "postgres://u:***@h:5432/db?sslmode=require"),
+    ("postgresql://u@h/db?password=secret&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("host=h user=u password=secret dbname=db", "host=h user=u password=*** dbname=db"),
+    ("host=h password='se cret' dbname=db", "host=h password=*** dbname=db"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),
+])
+def test_connection_strings_are_shown_without_passwords(given: str, shown: str) -> None:
+    assert mask_dsn(given) == shown
+
+
+def test_an_unreachable_server_is_one_clear_error_without_the_password() -> None:
+    store = PostgresStateStore("postgresql://u:hunter2@127.0.0.1:1/db?connect_timeout=2", "s", "x")
+    with pytest.raises(BackendError) as caught:
+        store.read()
+    message = str(caught.value)
+    assert "hunter2" not in message and "postgresql://u:***@127.0.0.1:1/db" in message
+    assert message.startswith("postgres state backend") and "connecting failed" in message and "Fix:" in message
