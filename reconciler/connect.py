@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,17 @@ def environment_proxy(endpoint: str) -> str | None:
     return urllib.request.getproxies().get(scheme)
 
 
+def check_resolves(endpoint: str, settings: Settings) -> None:
+    """Fail at once on a name that does not resolve (a region typo), instead of retrying a
+    connection that can never be made."""
+    host = endpoint_host(endpoint)
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        field = f"spec.region '{settings.region}'" if settings.region and not settings.endpoint else "spec.endpoint"
+        raise ConfigurationError(f"{settings.source}: cannot resolve {host} ({exc.__class__.__name__}): check {field}") from None
+
+
 def _iam_endpoint(settings: Settings, endpoint: str, env: Mapping[str, str]) -> str:
     if env.get("HW_IAM_ENDPOINT"):
         return validate_endpoint(env["HW_IAM_ENDPOINT"])
@@ -76,8 +88,11 @@ def open_client(settings: Settings, env: Mapping[str, str]) -> Iterator[Workspac
                 yield client
         return
     endpoint = validate_endpoint(settings.endpoint or region_endpoint(settings.region or ""))
+    proxy = environment_proxy(endpoint)
+    if proxy is None:  # through a proxy, names are the proxy's to resolve
+        check_resolves(endpoint, settings)
     auth = credentials_from_env(env, project_id=settings.project_id, iam_endpoint=_iam_endpoint(settings, endpoint, env))
-    transport = paced(httpx.HTTPTransport(proxy=environment_proxy(endpoint)), settings)
+    transport = paced(httpx.HTTPTransport(proxy=proxy), settings)
     with WorkspaceClient(endpoint, settings.project_id, auth, timeout=settings.api.timeout_seconds, transport=transport) as client:
         yield client
 

@@ -122,3 +122,27 @@ def test_the_wait_bar_is_ended_before_anything_else_and_silent_with_nothing_to_w
     terminal({"event": "wait_progress", "finished": 1, "total": 1})
     terminal.finish()
     assert capsys.readouterr().err.endswith("1/1 rebuild finished\n")
+
+
+# -- talking to the cloud ---------------------------------------------------------------------
+
+
+def test_a_region_that_does_not_resolve_fails_at_once_naming_the_setting(quickstart: Path,
+                                                                        reconciler_command: list[str]) -> None:
+    settings = quickstart / "settings.yaml"
+    settings.write_text(settings.read_text().replace("simulator:\n    fleet: fleet.yaml", "region: cn-nort-4"))
+    (quickstart / "fleet.yaml").unlink()
+    env = {"PATH": "/usr/bin:/bin", "RECONCILER_LOG": "info", "HW_ACCESS_KEY": "AK", "HW_SECRET_KEY": "SK"}
+    result = subprocess.run([*reconciler_command, "plan", str(quickstart)], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "cannot resolve workspace.cn-nort-4.myhuaweicloud.com" in result.stderr
+    assert "check spec.region 'cn-nort-4'" in result.stderr and "settings.yaml:" in result.stderr
+    assert "retrying" not in result.stderr and "SK" not in result.stderr.replace("settings", "")
+
+
+def test_info_logging_shows_every_successful_call(quickstart: Path, reconciler_command: list[str]) -> None:
+    result = subprocess.run([*reconciler_command, "plan", str(quickstart)], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "RECONCILER_LOG": "info"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "INFO reconciler.cloud: GET desktops/detail -> HTTP 200 in " in result.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -295,6 +296,7 @@ class WorkspaceClient:
 
     def _attempt(self, method: str, url: str, content: bytes | None, what: str, idempotent: bool) -> Any:
         """Send once and return the decoded body; raise ``_Retryable`` for what may be retried."""
+        started = time.monotonic()
         try:
             response = self._http.request(method, url, content=content)
         except NOT_SENT as exc:
@@ -305,7 +307,9 @@ class WorkspaceClient:
                     f"{what}: no answer after sending ({type(exc).__name__}); it may have been processed"
                 ) from None
             raise _Retryable(errors.ConnectionFailed(f"{what}: connection lost ({type(exc).__name__})")) from None
-        log.debug("%s -> HTTP %d (request id %s)", what, response.status_code, _request_id(response))
+        # Every call at info: RECONCILER_LOG=info is how an operator sees what was sent and answered.
+        log.info("%s -> HTTP %d in %.0f ms (request id %s)", what, response.status_code,
+                 (time.monotonic() - started) * 1000, _request_id(response))
         return self._outcome(response, what, idempotent)
 
     def _outcome(self, response: httpx.Response, what: str, idempotent: bool) -> Any:
