@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -32,10 +31,9 @@ def test_second_apply_while_another_runs_exits_3_and_names_it(quickstart: Path, 
     # The first apply waits for 2-second jobs, holding the lock meanwhile.
     first = subprocess.Popen([*reconciler_command, "apply", str(quickstart), "--auto-approve", "--wait"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    store = LocalStateStore(quickstart / ".reconciler" / "state.json")
-    deadline = time.monotonic() + 30
-    while store.lock_info() is None and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert first.stderr is not None
+    submitted = next((line for line in first.stderr if "submitted (job" in line), "")
+    assert submitted, "the first apply submitted nothing"  # it holds the lock from before the first call
     second = run(reconciler_command, "apply", str(quickstart), "--auto-approve")
     first_out, first_err = first.communicate(timeout=120)
     assert first.returncode == 0, first_err
@@ -66,8 +64,10 @@ def test_lock_timeout_waits_for_the_holder(quickstart: Path, reconciler_command:
     held = store.lock("apply")
     waiting = subprocess.Popen([*reconciler_command, "apply", str(quickstart), "--auto-approve", "--lock-timeout", "30"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
-    assert waiting.poll() is None  # still waiting for the lock
+    assert waiting.stderr is not None
+    announced = waiting.stderr.readline()  # said before it waits: no sleep needed to know it waits
+    assert announced.startswith("Waiting up to 30s for the state lock held by ") and held.id in announced
+    assert waiting.poll() is None
     store.unlock(held.id)
     _, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err

@@ -10,7 +10,7 @@ import click
 
 from reconciler import render
 from reconciler.applier import ApplyOptions, ApplyResult
-from reconciler.cli.common import EXIT_ERROR, err, full_option, manifests_alias, out, target_options
+from reconciler.cli.common import EXIT_ERROR, announce_lock_wait, err, full_option, manifests_alias, out, target_options
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
@@ -78,6 +78,7 @@ def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: Eve
     saved = read_plan(path)
     settings = settings_for_apply(saved, path)
     store = open_store(settings)
+    announce_lock_wait(store, lock_timeout)
     with apply_session(store, lock_timeout=lock_timeout) as session:
         session.check_saved(saved)
         printer.plan(saved)
@@ -89,7 +90,9 @@ def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: Eve
 def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPrinter) -> ApplyResult | None:
     manifests = load(paths)
     options = plan_options(args["targets"], args["excludes"], args["ignore_window"])
-    with apply_session(store_for(manifests), lock_timeout=args["lock_timeout"]) as session:
+    store = store_for(manifests)
+    announce_lock_wait(store, args["lock_timeout"])
+    with apply_session(store, lock_timeout=args["lock_timeout"]) as session:
         with open_client(manifests.settings, os.environ) as client:
             if args["refresh_only"]:
                 planned = refresh_only_plan(manifests, session.snap, client, options)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from reconciler.errors import ReconcilerError
-from reconciler.state import StateLocked
+from reconciler.state import StateLocked, StateStore
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,6 +100,13 @@ class ReconcilerGroup(click.Group):
                 raise
             fail(f"internal error: {type(exc).__name__}: {exc} (set RECONCILER_DEBUG=1 for a traceback)")
         sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def announce_lock_wait(store: StateStore, timeout: float) -> None:
+    """Say who holds the lock before waiting for it, as Terraform says "Acquiring state lock":
+    a silent wait looks like a hang."""
+    if timeout > 0 and (info := store.lock_info()) is not None:
+        err(f"Waiting up to {timeout:g}s for the state lock held by {info.describe()}")
 
 
 def json_option(help_text: str = "Write JSON to stdout instead of text.") -> Callable[[F], F]:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from reconciler import render
-from reconciler.cli.common import F, chdir_option, err, json_option, out, out_json
+from reconciler.cli.common import F, announce_lock_wait, chdir_option, err, json_option, out, out_json
 from reconciler.cli.plan_cmds import load, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
@@ -99,7 +99,9 @@ def state_rm(desktop_ids: tuple[str, ...], manifests_path: str, lock_timeout: fl
     Example:
       reconciler state rm 3f1c0000-0000-0000-0000-000000000001 -m manifests/
     """
-    with apply_session(store_for(load((manifests_path,))), lock_timeout=lock_timeout, operation="state rm") as session:
+    store = store_for(load((manifests_path,)))
+    announce_lock_wait(store, lock_timeout)
+    with apply_session(store, lock_timeout=lock_timeout, operation="state rm") as session:
         missing = [i for i in desktop_ids if i not in session.snap.state.desktops]
         if missing:
             raise click.UsageError(f"not in the state: {', '.join(missing)}")
@@ -126,6 +128,7 @@ def jobs(manifests_path: str, refresh: bool, wait: bool, lock_timeout: float, as
     store = store_for(manifests)
     if refresh or wait:
         printer = EventPrinter(as_json=False, interactive=sys.stderr.isatty())
+        announce_lock_wait(store, lock_timeout)
         with apply_session(store, lock_timeout=lock_timeout, operation="jobs") as session:
             with open_client(manifests.settings, os.environ) as client:
                 track_jobs(session, client, wait=wait, poll_interval=manifests.settings.api.poll_interval_seconds, emit=printer)
