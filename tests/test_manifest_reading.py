@@ -1,14 +1,12 @@
-"""Reading a large manifest set with a forked worker gives exactly what reading it alone gives."""
+"""Reading a larger manifest set: however the files are named, the same set; problems located."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from reconciler.manifest import ManifestError
-from reconciler.manifest.set_reading import ManifestReading
+from reconciler.manifest import ManifestError, load_manifests
 
 SETTINGS = """apiVersion: reconciler/v1
 kind: Settings
@@ -31,33 +29,18 @@ def write_set(root: Path, groups: int = 60, ids: int = 40, broken: int | None = 
     return root
 
 
-needs_two_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a worker needs a second core")
-
-
-@needs_two_cores
-def test_parallel_and_serial_reading_agree(tmp_path: Path) -> None:
+def test_a_set_named_by_directory_and_by_files_reads_the_same(tmp_path: Path) -> None:
     root = write_set(tmp_path / "m")
-    together = ManifestReading([root], parallel=True)
-    assert together.parallel
-    settings = together.early_settings()
-    assert settings is not None and settings.base_dir == str(root)
-    alone = ManifestReading([root], parallel=False)
-    assert not alone.parallel
-    assert together.result() == alone.result()
+    by_directory = load_manifests([root])
+    by_files = load_manifests(sorted(root.glob("*.yaml"), reverse=True) + [root])  # each file once
+    assert by_directory.groups == by_files.groups and len(by_directory.groups) == 60
+    assert by_directory.digest == by_files.digest and by_directory.settings.base_dir == str(root)
+    assert by_directory.group_index["g-007"].ids[0] == "d-007-000"
 
 
-@needs_two_cores
-def test_problems_found_by_the_worker_keep_their_file_and_line(tmp_path: Path) -> None:
-    root = write_set(tmp_path / "m", broken=59)  # the largest files go to the worker first
-    reading = ManifestReading([root], parallel=True)
-    assert reading.parallel
+def test_a_problem_in_a_large_set_keeps_its_file_and_line(tmp_path: Path) -> None:
+    root = write_set(tmp_path / "m", broken=59)
     with pytest.raises(ManifestError) as caught:
-        reading.result()
+        load_manifests([root])
     (problem,) = caught.value.problems
     assert problem.file.endswith("group-059.yaml") and problem.line == 49 and "batch_size" in problem.field
-
-
-def test_small_sets_are_read_in_one_process(tmp_path: Path) -> None:
-    root = write_set(tmp_path / "m", groups=3, ids=2)
-    reading = ManifestReading([root])
-    assert not reading.parallel and len(reading.result().groups) == 3

@@ -26,9 +26,7 @@ from reconciler.cli.common import (
     style,
     target_options,
 )
-from reconciler.errors import ReconcilerError
 from reconciler.manifest import ManifestError, load_manifests
-from reconciler.manifest.set_reading import ManifestReading
 from reconciler.model import ManifestSet
 from reconciler.plan import PLAN_KIND, Plan, check_writable, plan_to_json, read_plan, write_plan
 from reconciler.planner import PlanOptions
@@ -63,22 +61,11 @@ def collector_paused() -> Iterator[None]:
 
 
 def load_with_state(paths: tuple[str, ...]) -> tuple[ManifestSet, Snapshot]:
-    """The manifests and the state they name, read together: on a large set the state is read
-    while a worker process still parses the larger manifest files."""
+    """The manifests and the state they name (problems in the manifests are reported first)."""
     from reconciler.session import snapshot
 
-    reading = ManifestReading(list(paths) or ["."])
-    settings = reading.early_settings()
-    snap, failure = None, None
-    if settings is not None:
-        try:
-            snap = snapshot(open_store(settings))
-        except ReconcilerError as exc:
-            failure = exc  # problems in the manifests are reported first
-    manifests = reading.result()
-    if failure is not None:
-        raise failure
-    return manifests, snap if snap is not None else snapshot(store_for(manifests))
+    manifests = load(paths)
+    return manifests, snapshot(store_for(manifests))
 
 
 def make_plan(manifests: ManifestSet, snap: Snapshot, refresh: bool, options: PlanOptions) -> Planned:
