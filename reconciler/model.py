@@ -261,6 +261,9 @@ class ManifestSet:
     groups: tuple[DesktopGroup, ...]
     files: tuple[str, ...] = ()
     digest: str = ""
+    # (path relative to the Settings directory, "sha256:<hex>") per file: a saved plan records
+    # them so `apply PLANFILE` can name the file that changed since.
+    file_digests: tuple[tuple[str, str], ...] = ()
     group_index: Mapping[str, DesktopGroup] = field(default_factory=dict, compare=False)
 
     def group(self, name: str) -> DesktopGroup:

@@ -1,9 +1,10 @@
 """The ``Plan`` value, its JSON document (``plan -o FILE``) and the checks before applying one.
 
-A plan carries the state lineage and serial it was made from, the digest of the manifests, the
-settings (which hold no secrets: credentials only ever come from the environment) and the groups
-it acts for, so ``apply FILE`` needs nothing else. The checksum covers the whole document.
-Reads and writes plan files; everything else is pure.
+A plan carries the state lineage and serial it was made from, the manifest files it was made from
+(each with its digest, relative to the manifest root), the settings (which hold no secrets:
+credentials only ever come from the environment) and the groups it acts for, so ``apply FILE``
+needs nothing else. The checksum covers the whole document; with a plan key the document is also
+signed (``reconciler.plan_signing``). Reads and writes plan files; everything else is pure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import time
 from pathlib import Path
@@ -36,6 +38,7 @@ from reconciler.model import (
     StateSettings,
     Window,
 )
+from reconciler.plan_signing import PlanKey, canonical, signature
 
 PLAN_FORMAT_VERSION = 1
 PLAN_KIND = "reconciler-plan"
@@ -59,6 +62,11 @@ class Plan:
     journal_digest: str | None = None
     manifest_digest: str = ""
     manifest_directory: str | None = None  # absolute; recorded in plan files
+    # The manifest root (the Settings directory) relative to where `plan` ran, the paths `plan`
+    # was given and each file's digest, both relative to the root: `apply PLANFILE` re-reads them.
+    manifest_root: str | None = None
+    manifest_sources: tuple[str, ...] = ()
+    manifest_files: tuple[tuple[str, str], ...] = ()
     settings: Settings | None = None
     created_at: str = ""
 
@@ -194,24 +202,30 @@ def change_from_json(data: dict[str, Any]) -> Change:
     )
 
 
-def _checksum(document: dict[str, Any]) -> str:
-    body = {k: v for k, v in document.items() if k != "checksum"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def _checksum(document: Mapping[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(canonical(document)).hexdigest()
 
 
-def plan_to_json(plan: Plan) -> dict[str, Any]:
+def _manifests_json(plan: Plan) -> dict[str, Any]:
+    # `root` and `files` let `apply PLANFILE` find and compare the manifests in any checkout;
+    # `directory` (absolute) finds them when `apply` runs elsewhere on the same machine.
+    return {
+        "digest": plan.manifest_digest,
+        "directory": os.path.abspath(plan.settings.base_dir) if plan.settings else None,
+        "root": plan.manifest_root,
+        "sources": list(plan.manifest_sources),
+        "files": dict(plan.manifest_files),
+    }
+
+
+def plan_to_json(plan: Plan, key: PlanKey | None = None) -> dict[str, Any]:
+    """The plan file's document; signed when a ``key`` is given."""
     document: dict[str, Any] = {
         "format_version": PLAN_FORMAT_VERSION,
         "kind": PLAN_KIND,
         "created_at": plan.created_at,
         "state": {"lineage": plan.lineage, "serial": plan.serial, "journal_digest": plan.journal_digest},
-        # Where the manifests were, absolute: the state and the simulator fleet are found
-        # relative to it, wherever `apply PLANFILE` runs from.
-        "manifests": {
-            "digest": plan.manifest_digest,
-            "directory": os.path.abspath(plan.settings.base_dir) if plan.settings else None,
-        },
+        "manifests": _manifests_json(plan),
         "refreshed": plan.refreshed,
         "options": {
             "targets": list(plan.targets),
@@ -224,6 +238,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "summary": plan.summary(),
         "changes": [change_to_json(c) for c in plan.changes],
     }
+    if key is not None:
+        document["signature"] = signature(key, document)
     document["checksum"] = _checksum(document)
     return document
 
@@ -237,7 +253,7 @@ def plan_from_json(document: Any, source: str) -> Plan:
     if document.get("checksum") != _checksum(document):
         raise PlanFileError(f"{source} was modified after it was written (checksum mismatch); run `reconciler plan -o` again")
     try:
-        state, options = document["state"], document["options"]
+        state, options, manifests = document["state"], document["options"], document["manifests"]
         return Plan(
             changes=tuple(change_from_json(c) for c in document["changes"]),
             groups=tuple(group_from_json(g) for g in document["groups"]),
@@ -249,8 +265,11 @@ def plan_from_json(document: Any, source: str) -> Plan:
             excludes=tuple(options["excludes"]),
             ignore_window=options["ignore_window"],
             refresh_only=options.get("refresh_only", False),
-            manifest_digest=document["manifests"]["digest"],
-            manifest_directory=document["manifests"].get("directory"),
+            manifest_digest=manifests["digest"],
+            manifest_directory=manifests.get("directory"),
+            manifest_root=manifests.get("root"),
+            manifest_sources=tuple(manifests.get("sources", ())),
+            manifest_files=tuple(sorted(manifests.get("files", {}).items())),
             settings=settings_from_json(document["settings"]) if document["settings"] else None,
             created_at=document["created_at"],
         )
@@ -265,18 +284,19 @@ def check_writable(path: str | Path) -> None:
         raise PlanFileError(f"cannot write the plan to {path}: the directory {parent} does not exist")
 
 
-def write_plan(plan: Plan, path: str | Path) -> None:
-    """Write the plan file atomically (temp file, fsync, rename)."""
+def write_plan(document: Mapping[str, Any], path: str | Path) -> None:
+    """Write a plan document (``plan_to_json``) atomically (temp file, fsync, rename)."""
     target = Path(path)
     check_writable(target)
-    payload = json.dumps(plan_to_json(plan), indent=1).encode("utf-8") + b"\n"
+    payload = json.dumps(document, indent=1).encode("utf-8") + b"\n"
     try:
         write_atomically(target, payload)
     except OSError as exc:
         raise PlanFileError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
 
 
-def read_plan(path: str | Path) -> Plan:
+def read_plan_document(path: str | Path) -> tuple[Plan, dict[str, Any]]:
+    """The plan and the document it was read from (for its signature)."""
     try:
         text = Path(path).read_bytes()
     except OSError as exc:
@@ -285,23 +305,43 @@ def read_plan(path: str | Path) -> Plan:
         document = json.loads(text)
     except ValueError as exc:
         raise PlanFileError(f"{path} is not valid JSON: {exc}") from None
-    return plan_from_json(document, str(path))
+    return plan_from_json(document, str(path)), document
 
 
-def settings_for_apply(plan: Plan, source: str) -> Settings:
-    """The plan's settings, with relative paths resolved where the plan was made: the absolute
-    manifest directory when it exists here (``apply`` run from anywhere), else the directory as
-    the plan named it, relative to here (the same checkout on another CI runner)."""
+def read_plan(path: str | Path) -> Plan:
+    return read_plan_document(path)[0]
+
+
+def manifest_root(plan: Plan) -> Path | None:
+    """Where the plan's manifests are here: the root as `plan` named it, relative to the current
+    directory (so ``-C`` and another checkout of the same repository find it), else the absolute
+    directory it had (``apply`` run from elsewhere on the same machine); None when neither exists."""
+    settings_dir = plan.settings.base_dir if plan.settings else None
+    for candidate in (plan.manifest_root, plan.manifest_directory, settings_dir):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def _needs_root(settings: Settings) -> bool:
+    """Whether a setting is a path relative to the manifest root (a local state, a fleet file)."""
+    relative = [settings.simulator_fleet] + ([settings.state.path] if settings.state.backend == "local" else [])
+    return any(path is not None and not os.path.isabs(path) for path in relative)
+
+
+def settings_for_apply(plan: Plan, source: str, root: Path | None) -> Settings:
+    """The plan's settings, with relative paths (state, simulator fleet) resolved against the
+    manifest root found here (``manifest_root``)."""
     if plan.settings is None:
         raise PlanFileError(f"{source} carries no settings and cannot be applied")
-    recorded = plan.manifest_directory
-    if recorded and Path(recorded).is_dir():
-        return replace(plan.settings, base_dir=recorded)
-    if Path(plan.settings.base_dir).is_dir():
+    if root is not None:
+        return replace(plan.settings, base_dir=str(root))
+    if not _needs_root(plan.settings):
         return plan.settings
+    recorded = plan.manifest_root or plan.manifest_directory or plan.settings.base_dir
     raise PlanFileError(
-        f"{source} was made with its manifests at {recorded or plan.settings.base_dir!r}, which is not a "
-        "directory here; apply it where the manifests are checked out"
+        f"{source} was made with its manifests at {recorded!r}, which is not a directory here; "
+        "apply it where the manifests are checked out (or point -C at that directory)"
     )
 
 

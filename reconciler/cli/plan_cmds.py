@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,10 @@ from reconciler.cli.common import (
     target_options,
 )
 from reconciler.manifest import ManifestError, load_manifests
+from reconciler.manifest_check import recorded_sources, root_as_named
 from reconciler.model import ManifestSet
-from reconciler.plan import PLAN_KIND, Plan, check_writable, plan_to_json, read_plan, write_plan
+from reconciler.plan import PLAN_KIND, Plan, check_writable, plan_to_json, read_plan_document, write_plan
+from reconciler.plan_signing import PlanSignatureError, plan_key, signed_by, verify
 from reconciler.planner import PlanOptions
 from reconciler.state import StateStore, open_store, state_to_json
 
@@ -136,19 +139,24 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
       reconciler plan manifests/
       reconciler plan manifests/ -o plan.json --detailed-exitcode
     """
+    key = plan_key(os.environ)  # a bad key is refused before any work
     if out_file:
         check_writable(out_file)
     with collector_paused():
         manifests, snap = load_with_state(paths)
         planned = make_plan(manifests, snap, refresh, plan_options(targets, excludes, ignore_window))
+    base_dir = manifests.settings.base_dir
+    made = replace(planned.plan, manifest_root=root_as_named(base_dir), manifest_sources=recorded_sources(paths, base_dir))
+    document = plan_to_json(made, key) if out_file or as_json else {}
     if out_file:
-        write_plan(planned.plan, out_file)
+        write_plan(document, out_file)
     if as_json:
-        out_json(plan_to_json(planned.plan))
+        out_json(document)
     else:
         out(render.plan_text(planned.plan, style, full=full), nl=False)
         if out_file:
-            out(f"Saved the plan to {out_file}. Apply exactly this plan with: reconciler apply {out_file}")
+            signed = f", signed with key {key.key_id}" if key else ""
+            out(f"Saved the plan to {out_file}{signed}. Apply exactly this plan with: reconciler apply {out_file}")
     if detailed_exitcode and planned.plan.has_changes:
         raise SystemExit(EXIT_CHANGES)
 
@@ -166,9 +174,25 @@ def is_plan_file(path: str) -> bool:
         return False
 
 
-def _show_plan(saved: Plan, as_json: bool, markdown: bool, full: bool) -> None:
+def signature_report(document: dict[str, Any]) -> dict[str, Any]:
+    """``signed`` and ``key_id`` as the plan says, and ``verified`` against RECONCILER_PLAN_KEY
+    (None when the key is not set)."""
+    signer = signed_by(document)
+    key = plan_key(os.environ)
+    verified: bool | None = None
+    if key is not None:
+        try:
+            verify(key, document, "plan")
+            verified = True
+        except PlanSignatureError:
+            verified = False
+    return {"signed": signer is not None, "key_id": signer, "verified": verified}
+
+
+def _show_plan(path: str, as_json: bool, markdown: bool, full: bool) -> None:
+    saved, document = read_plan_document(path)
     if as_json:
-        out_json(plan_to_json(saved))
+        out_json({**document, **signature_report(document)})
     elif markdown:
         out(render.plan_markdown(saved), nl=False)
     else:
@@ -178,7 +202,8 @@ def _show_plan(saved: Plan, as_json: bool, markdown: bool, full: bool) -> None:
 @click.command()
 @click.argument("target", required=False, type=click.Path(exists=True), metavar="[PLANFILE | PATH]")
 @chdir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON. For a plan: the plan file, plus `signed`, `key_id` and `verified` (against RECONCILER_PLAN_KEY; null without it).")
 @click.option("--markdown", is_flag=True, help="Print Markdown for a pull-request comment (plans only).")
 @full_option
 def show(target: str | None, as_json: bool, markdown: bool, full: bool) -> None:
@@ -192,7 +217,7 @@ def show(target: str | None, as_json: bool, markdown: bool, full: bool) -> None:
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
     if target and is_plan_file(target):
-        _show_plan(read_plan(target), as_json, markdown, full)
+        _show_plan(target, as_json, markdown, full)
         return
     if markdown:
         raise click.UsageError("--markdown renders plans; give a PLANFILE")

@@ -37,6 +37,15 @@ def digest(collected: Collected, base_dir: str) -> str:
     return "sha256:" + total.hexdigest()
 
 
+def file_digests(collected: Collected, base_dir: str) -> tuple[tuple[str, str], ...]:
+    """Each file's path (relative to the Settings directory) and the sha256 of its bytes."""
+    base = os.path.abspath(base_dir)
+    return tuple(sorted(
+        (_relative(file, base), "sha256:" + hashlib.sha256(content).hexdigest())
+        for file, content in collected.contents.items()
+    ))
+
+
 def _settings(collected: Collected) -> Settings:
     (declared,) = collected.settings
     return settings_of(declared)
@@ -81,5 +90,6 @@ def finish(collected: Collected) -> ManifestSet:
         groups=groups,
         files=tuple(collected.files),
         digest=digest(collected, settings.base_dir),
+        file_digests=file_digests(collected, settings.base_dir),
         group_index={group.name: group for group in groups},
     )
