@@ -58,6 +58,13 @@ def configure_logging() -> None:
     logging.getLogger("reconciler").setLevel(level)
 
 
+def _shortened(text: str, limit: int) -> str:
+    """``text`` cut at a word to fit ``limit`` columns, with "..." as click cuts command help."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 3, 0)].rsplit(" ", 1)[0].rstrip(" ,:;") + "..."
+
+
 class ReconcilerGroup(click.Group):
     """Maps every failure to the exit-code contract (design §4): domain errors and bad usage
     exit 1 with one ``Error:`` line, a held lock exits 3, and nothing prints a traceback unless
@@ -67,9 +74,29 @@ class ReconcilerGroup(click.Group):
     ``validate`` does not pay for the HTTP client and the simulator.
     """
 
-    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, lazy: dict[str, str] | None = None, summaries: dict[str, str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.summaries = dict(summaries or {})  # lazy commands' one-line help, for --help
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from ``summaries``, importing no command that is not loaded yet."""
+        names = [name for name in self.list_commands(ctx) if name in self.summaries or self.get_command(ctx, name)]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is not None:
+                if not command.hidden:
+                    rows.append((name, command.get_short_help_str(limit)))
+            else:
+                rows.append((name, _shortened(self.summaries[name], limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})

@@ -10,9 +10,35 @@ tokens), ``limits`` (rate limit, faults), ``validation`` (API input), ``render``
 ``cli`` (the ``simulator serve`` command).
 """
 
-from reconciler.simulator.core import Simulator, SimulatorTransport
-from reconciler.simulator.loader import FleetError, fleet_schema, load_fleet, load_fleet_data
-from reconciler.simulator.spec import Behaviour, FleetSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.simulator.core import Simulator, SimulatorTransport
+    from reconciler.simulator.loader import FleetError, fleet_schema, load_fleet, load_fleet_data
+    from reconciler.simulator.spec import Behaviour, FleetSpec
+
+# Names are imported on first use: checking a fleet file offline (validate) needs the loader,
+# not the WSGI app and httpx.
+_HOMES = {
+    "Simulator": "core",
+    "SimulatorTransport": "core",
+    "FleetError": "loader",
+    "fleet_schema": "loader",
+    "load_fleet": "loader",
+    "load_fleet_data": "loader",
+    "Behaviour": "spec",
+    "FleetSpec": "spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'reconciler.simulator' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"reconciler.simulator.{home}"), name)
 
 __all__ = [
     "Behaviour",
