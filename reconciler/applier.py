@@ -4,7 +4,9 @@ I/O, through those two objects only.
 Every rebuild call is bracketed by journal records — ``intent`` before it is sent, ``submitted``,
 ``rejected`` or ``unknown`` right after — each fsynced, so a crash at any moment leaves a journal
 the next run folds into the state without losing a job id. A call whose answer was lost is
-resolved from the live API (sub-jobs, desktop state) before its desktops are sent again.
+resolved from the live API (sub-jobs, desktop state) before its desktops are sent again, and
+only once the lost-call horizon has passed: until then a gateway may still deliver it. Other
+batches go on meanwhile.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud import errors
+from reconciler.lost_calls import LostCalls
 from reconciler.model import Action, Change, DesktopGroup
 from reconciler.plan import Plan
 from reconciler.recheck import connected_users, window_closed
@@ -31,8 +35,6 @@ if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the 
 # Statuses of a desktop that let a rebuild through; anything else answers 409.
 REBUILDABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
 MAX_ATTEMPTS_PER_DESKTOP = 3
-# Looks at the live API a lost call may get before its desktops are left UNKNOWN for the next run.
-MAX_RESOLVE_ROUNDS = 3
 
 Emit = Callable[[dict[str, Any]], None]
 # Consecutive failed looks at the jobs (each after the client's retries) before apply gives up.
@@ -84,6 +86,7 @@ class _CallResult:
     error: errors.WorkspaceError | None = None
     unknown: bool = False
     deferred: tuple[str, ...] = ()
+    returned_at: datetime | None = None  # when the call ended (its horizon starts then)
 
 
 class Applier:
@@ -103,7 +106,7 @@ class Applier:
         self._sleep = sleep
         self.result = ApplyResult()
         self._emit_lock = threading.Lock()
-        self._resolve_rounds = 0
+        self._lost = LostCalls(client.lost_call_horizon)
         self._poll_failures = 0
         self._groups: dict[str, DesktopGroup] = {}
         self._ignore_window = False
@@ -154,6 +157,10 @@ class Applier:
                 for i, r in state.desktops.items()
                 if r.group == name and r.job is not None and r.job.in_progress
             }
+            for desktop_id in (i for i, job_id in in_flight.items() if job_id is None):
+                job = state.desktops[desktop_id].job
+                assert job is not None
+                self._lost.add_journaled([desktop_id], job.submitted_at)
             runs.append(
                 GroupRun(
                     group,
@@ -233,7 +240,7 @@ class Applier:
         for run in runs:
             if not run.in_flight:
                 continue
-            unresolved = None in run.in_flight.values() and self._resolve_rounds < MAX_RESOLVE_ROUNDS
+            unresolved = any(j is None and self._lost.waiting(d) for d, j in run.in_flight.items())
             waiting = self._waits(run) and bool(set(run.in_flight) & run.started) and run.calls_running == 0
             if run.blocked_on_jobs or unresolved or waiting:
                 watched.append(run)
@@ -260,8 +267,9 @@ class Applier:
         try:
             job_id = self.client.rebuild_desktops(batch.request)
         except errors.UnknownOutcome as exc:
+            returned_at = self.recorder.now()
             self.recorder.record({"type": "unknown", "at": self.recorder.at(), "error": str(exc), **base})
-            return _CallResult(batch, batch, unknown=True, error=exc)
+            return _CallResult(batch, batch, unknown=True, error=exc, returned_at=returned_at)
         except errors.WorkspaceError as exc:
             self.recorder.record({"type": "rejected", "at": self.recorder.at(), "error": str(exc), **base})
             return _CallResult(batch, batch, error=exc)
@@ -284,6 +292,8 @@ class Applier:
             self.result.submitted.update((i, result.job_id) for i in batch.desktop_ids)
             self.emit({"event": "batch_submitted", "group": run.name, "wave": batch.wave, "batch_id": batch.id, "job_id": result.job_id, "desktop_ids": list(batch.desktop_ids)})
         elif result.unknown:
+            assert result.returned_at is not None
+            self._lost.add(batch.desktop_ids, result.returned_at)
             run.submitted(batch, None)
             self.emit({"event": "batch_unknown", "group": run.name, "batch_id": batch.id, "desktop_ids": list(batch.desktop_ids), "error": str(result.error)})
         elif isinstance(result.error, (errors.Busy, errors.NotFound)) and batch.attempt < MAX_ATTEMPTS_PER_DESKTOP:
@@ -333,8 +343,9 @@ class Applier:
 
     def _poll(self, runs: Sequence[GroupRun]) -> None:
         """Read the sub-jobs of in-flight rebuilds; record and feed back what finished."""
-        if any(None in r.in_flight.values() for r in runs):
-            self._resolve(runs)
+        ripe = self._lost.ripe(self.recorder.now())
+        if ripe:
+            self._resolve(runs, ripe)
         jobs = sorted({j for r in runs for j in r.in_flight.values() if j})
         seen: dict[str, dict[str, Any]] = {}
         for job_id in jobs:
@@ -356,14 +367,15 @@ class Applier:
                 counts = [s["status"] for s in seen.values() if s["job_id"] == job_id]
                 self.emit({"event": "job_finished", "job_id": job_id, "status": status, "succeeded": counts.count("SUCCESS"), "failed": counts.count("FAILED")})
 
-    def _resolve(self, runs: Sequence[GroupRun]) -> None:
-        """Settle calls whose answer was lost; desktops they never reached go out again."""
-        self._resolve_rounds += 1
-        unknown = [d for r in runs for d, j in r.in_flight.items() if j is None]
-        live = desktops_by_id(self.client, unknown)
+    def _resolve(self, runs: Sequence[GroupRun], ripe: Sequence[str]) -> None:
+        """Settle lost calls past their horizon; desktops they never reached go out again.
+        Only desktops read live here can be found never reached; a job found for any lost
+        desktop settles it at once."""
+        live = desktops_by_id(self.client, ripe)
         record = resolve_unknown(self.client, self.recorder.state(), live, self.recorder.now())
         if record is not None:
             self.recorder.record(record)
+        self._lost.looked(ripe)
         self._settle_lost(runs)
 
     def _settle_lost(self, runs: Sequence[GroupRun]) -> None:
@@ -379,6 +391,7 @@ class Applier:
                 job = record.job if record is not None else None
                 if job is not None and job.status == "UNKNOWN":
                     continue  # not settled yet: looked at again at the next poll
+                self._lost.settled(desktop_id)
                 if job is not None and job.id:
                     run.in_flight[desktop_id] = job.id
                     self.result.submitted[desktop_id] = job.id

@@ -84,7 +84,8 @@ def open_client(settings: Settings, env: Mapping[str, str]) -> Iterator[Workspac
             ak, sk = simulator.credentials or ("", "")
             auth: httpx.Auth = AkSkAuth(ak, sk, project_id=settings.project_id) if ak else httpx.Auth()
             transport = paced(simulator.transport(), settings)
-            with WorkspaceClient(SIMULATED_ENDPOINT, settings.project_id, auth, transport=transport) as client:
+            with WorkspaceClient(SIMULATED_ENDPOINT, settings.project_id, auth, transport=transport,
+                                 lost_call_horizon=settings.api.lost_call_horizon) as client:
                 yield client
         return
     endpoint = validate_endpoint(settings.endpoint or region_endpoint(settings.region or ""))
@@ -93,7 +94,8 @@ def open_client(settings: Settings, env: Mapping[str, str]) -> Iterator[Workspac
         check_resolves(endpoint, settings)
     auth = credentials_from_env(env, project_id=settings.project_id, iam_endpoint=_iam_endpoint(settings, endpoint, env))
     transport = paced(httpx.HTTPTransport(proxy=proxy), settings)
-    with WorkspaceClient(endpoint, settings.project_id, auth, timeout=settings.api.timeout_seconds, transport=transport) as client:
+    with WorkspaceClient(endpoint, settings.project_id, auth, timeout=settings.api.timeout_seconds, transport=transport,
+                         lost_call_horizon=settings.api.lost_call_horizon) as client:
         yield client
 
 

@@ -128,6 +128,11 @@ class DesktopGroup:
     source: Location = Location("<unknown>")
 
 
+# A gateway that answered a rebuild call (504) or lost its connection may still deliver the
+# request this long afterwards, by default.
+DEFAULT_LOST_CALL_HORIZON = 120.0
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     rate_limit_per_minute: float = 100.0
@@ -137,6 +142,14 @@ class ApiSettings:
     max_concurrent_calls: int = 4
     timeout_seconds: float = 30.0
     poll_interval_seconds: float = 15.0
+    lost_call_horizon_seconds: float = DEFAULT_LOST_CALL_HORIZON
+
+    @property
+    def lost_call_horizon(self) -> float:
+        """Seconds after which a rebuild call whose outcome is unknown is taken never to reach
+        the service. Never less than the timeout of one request: a longer timeout raises the
+        default (a horizon set below it is refused when the manifests are read)."""
+        return max(self.lost_call_horizon_seconds, self.timeout_seconds)
 
 
 @dataclass(frozen=True, slots=True)

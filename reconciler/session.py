@@ -56,21 +56,22 @@ def _in_progress_live(client: WorkspaceClient, state: State) -> dict[str, Deskto
     return desktops_by_id(client, in_progress)
 
 
-def let_lost_calls_land(state: State, timeout: float, clock: Clock = utc_now, sleep: Callable[[float], None] = time.sleep) -> float:
+def let_lost_calls_land(state: State, horizon: float, clock: Clock = utc_now, sleep: Callable[[float], None] = time.sleep) -> float:
     """Before anything live is read: give rebuild calls whose answer was lost time to reach the
     service; return the seconds waited.
 
-    A run killed just after sending a call leaves the request on its way: looked up at once, it
-    shows no sub-job and no busy desktop, and would be sent again. So the lookup waits until
-    every lost call is as old as the client's timeout — as long as the dead run would have
-    waited for its answer. Journal times are whole seconds, rounded down: one more second keeps
-    the wait whole. Only a run that starts right after a crash ever waits.
+    A run killed just after sending a call leaves the request on its way, and a gateway that
+    answered 504 may forward it later still: looked up at once, it shows no sub-job and no busy
+    desktop, and would be sent again. So the lookup waits until every lost call is as old as
+    the lost-call horizon (the client's ``lost_call_horizon``), the wait an apply gives its own
+    lost calls. Journal times are whole seconds, rounded down: one more second keeps the wait
+    whole. The dead run sends nothing more, so no wait is longer than that from now.
     """
     sent = [r.job.submitted_at for r in state.desktops.values() if r.job is not None and r.job.status == "UNKNOWN"]
     if not sent:
         return 0.0
     youngest = max(datetime.fromisoformat(at) for at in sent)
-    wait = min((youngest - clock()).total_seconds() + timeout + 1.0, timeout + 1.0)
+    wait = min((youngest - clock()).total_seconds() + horizon + 1.0, horizon + 1.0)
     if wait <= 0:
         return 0.0
     sleep(wait)
@@ -99,7 +100,7 @@ class Planned:
 def _refreshed(client: WorkspaceClient, manifests: ManifestSet, state: State, now: datetime) -> tuple[State, Inventory, list[dict[str, Any]]]:
     """The live fleet, and the state with what the live API showed of lost calls and unfinished
     jobs folded in (those records are journalled if the plan is applied)."""
-    let_lost_calls_land(state, client.timeout)
+    let_lost_calls_land(state, client.lost_call_horizon)
     inventory = read_inventory(client, manifests.groups, state)
     observed = observations(client, state, dict(inventory.desktops), now)
     return fold(state, observed), inventory, observed
@@ -213,7 +214,7 @@ class ApplySession:
         """Bring unfinished jobs up to date (in-flight limits need it); return how many
         desktops are still being rebuilt."""
         state = self.current()
-        let_lost_calls_land(state, client.timeout)
+        let_lost_calls_land(state, client.lost_call_horizon)
         live = _in_progress_live(client, state)
         records = observations(client, state, live, self.now())
         if records:

@@ -15,6 +15,9 @@ from reconciler.cloud.models import RebuildRequest
 from reconciler.model import Change, DesktopGroup
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 
+# Desktop ids the rebuild API takes in one call.
+MAX_DESKTOPS_PER_CALL = 100
+
 
 @dataclass(frozen=True)
 class RebuildBatch:
@@ -190,12 +193,15 @@ class GroupRun:
 
     def resend(self, desktop_ids: Sequence[str]) -> None:
         """Desktops of lost calls that the service never processed: they go out again in the
-        wave they belong to, so a lost canary call still gates the main wave."""
+        wave they belong to, so a lost canary call still gates the main wave, in calls of at
+        most ``batch_size`` (lost calls settled together can hold many more)."""
+        size = min(self.group.rollout.batch_size, MAX_DESKTOPS_PER_CALL)
         for wave in (MAIN_WAVE, CANARY_WAVE):  # requeue puts each in front: canaries go first
-            ids = [i for i in desktop_ids if (i in self.canary_ids) == (wave == CANARY_WAVE)]
-            if ids:
-                names = tuple((i, self.names[i]) for i in ids if i in self.names)
-                self.requeue(RebuildBatch(new_batch_id(), self.name, wave, request_for(self.group, ids), names, attempt=2))
+            ids = sorted(i for i in desktop_ids if (i in self.canary_ids) == (wave == CANARY_WAVE))
+            chunks = [ids[start:start + size] for start in range(0, len(ids), size)]
+            for chunk in reversed(chunks):  # each goes in front: keep them in id order
+                names = tuple((i, self.names[i]) for i in chunk if i in self.names)
+                self.requeue(RebuildBatch(new_batch_id(), self.name, wave, request_for(self.group, chunk), names, attempt=2))
 
     def finished_rebuilds(self, outcomes: dict[str, str]) -> list[str]:
         """Record finished sub-jobs (desktop id -> SUCCESS/FAILED); return this run's failures."""

@@ -50,8 +50,9 @@ class World:
 
     def client(self) -> WorkspaceClient:
         retry = RetryPolicy(max_attempts=3, base_delay=0.01)
-        return WorkspaceClient("http://127.0.0.1", P, AkSkAuth(AK, SK, project_id=P),
-                               transport=self.inner or self.sim.transport(), retry=retry)
+        # A short lost-call horizon: a lost call's desktops are looked up a moment after it.
+        return WorkspaceClient("http://127.0.0.1", P, AkSkAuth(AK, SK, project_id=P), transport=self.inner or self.sim.transport(),
+                               retry=retry, timeout=0.5, lost_call_horizon=0.5)
 
     def apply(self, *groups: DesktopGroup, wait: bool | None = None) -> ApplyResult:
         manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), tuple(groups))

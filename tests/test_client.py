@@ -232,7 +232,11 @@ def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> 
     [
         (403, {"error_code": "WKS.00010403", "error_msg": "no permission workspace:desktops:rebuild"}, errors.Forbidden),
         (200, {"error_code": "WKS.00010099", "error_msg": "quota exceeded"}, errors.OperationFailed),
-        (200, {}, errors.OperationFailed),
+        (200, {}, errors.UnknownOutcome),  # no job_id and no refusal: the job may exist
+        (200, {"job_id": ["j-1"]}, errors.UnknownOutcome),
+        (200, ["j-1"], errors.UnknownOutcome),
+        (302, {}, errors.UnknownOutcome),  # a redirect does not say the call was refused
+        (413, {}, errors.WorkspaceError),  # any 4xx does
         (504, {"errorCode": "APIG.0201", "errorMsg": "backend timeout"}, errors.UnknownOutcome),
         (502, {"code": "APIG.0202", "message": "bad gateway"}, errors.UnknownOutcome),
     ],
@@ -242,8 +246,21 @@ def test_answers_the_simulator_does_not_give(world, status, body, error) -> None
     with pytest.raises(error) as caught:
         client.rebuild_desktops(rebuild("d1"))
     assert transport.calls[("POST", "/desktops/rebuild")] == 1
-    if status != 200 or body:
-        assert caught.value.error_code and caught.value.request_id in (None, "req-42")
+    assert caught.value.request_id == "req-42"
+    assert isinstance(caught.value, errors.UnknownOutcome) == (error is errors.UnknownOutcome)
+    if body and "error_code" in str(body) or status >= 500:
+        assert caught.value.error_code
+
+
+@pytest.mark.parametrize("content", [b"<html>502 Bad Gateway</html>", b'{"job_id": "j-1"', b"\xff\xfe", b""])
+def test_a_200_to_a_rebuild_that_is_not_the_api_s_json_is_an_unknown_outcome(world, content: bytes) -> None:
+    """A garbled answer does not prove the call was refused: the job may have been created."""
+    garbled = httpx.MockTransport(lambda request: httpx.Response(200, content=content, headers={"X-Request-Id": "req-7"}))
+    _, client, transport, _ = world(inner=garbled)
+    with pytest.raises(errors.UnknownOutcome) as caught:
+        client.rebuild_desktops(rebuild("d1"))
+    assert caught.value.status == 200 and caught.value.request_id == "req-7"
+    assert transport.calls[("POST", "/desktops/rebuild")] == 1
 
 
 def test_gateway_timeout_on_a_read_is_retried(world) -> None:

@@ -51,15 +51,16 @@ class World:
                  "behaviour": {"seed": 11, "job_seconds": 0.1, **behaviour}}
         return cls(Simulator(load_fleet_data(fleet)), LocalStateStore(tmp_path / "state" / "state.json"))
 
-    def client(self, timeout: float = 30.0) -> WorkspaceClient:
+    def client(self, timeout: float = 30.0, horizon: float = 0.5) -> WorkspaceClient:
+        """A client whose lost calls are looked up ``horizon`` seconds after they were lost."""
         return WorkspaceClient("http://127.0.0.1", P, AkSkAuth(AK, SK, project_id=P), transport=self.transport or self.sim.transport(),
-                               timeout=timeout, retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+                               timeout=timeout, lost_call_horizon=horizon, retry=RetryPolicy(max_attempts=3, base_delay=0.01))
 
     def manifests(self, *groups: DesktopGroup) -> ManifestSet:
         return ManifestSet(Settings(P, endpoint="http://127.0.0.1"), groups)
 
-    def apply(self, *groups: DesktopGroup, timeout: float = 30.0) -> ApplyResult:
-        with self.client(timeout) as client, apply_session(self.store) as session:
+    def apply(self, *groups: DesktopGroup, timeout: float = 30.0, horizon: float = 0.5) -> ApplyResult:
+        with self.client(timeout, horizon) as client, apply_session(self.store) as session:
             planned = build_plan(self.manifests(*groups), session.snap, client, PlanOptions(now=utc_now()), utc_now())
             session.record(planned.observed)
             return session.execute(planned.plan, client, ApplyOptions(wait=True, poll_interval=0.05, max_concurrent_calls=2), lambda e: None)
@@ -205,7 +206,7 @@ def test_a_lost_answer_whose_job_a_lookup_already_found_is_followed_not_waited_f
 def test_a_call_still_on_its_way_when_the_next_run_starts_is_not_sent_twice(tmp_path: Path) -> None:
     """The corner no lookup can settle at once: the dead run's request reaches the service
     only after the next run started. That run waits until the lost call is as old as the
-    client timeout before looking, so it finds the job instead of sending a second one."""
+    lost-call horizon before looking, so it finds the job instead of sending a second one."""
     w = World.build(tmp_path, count=2, job_seconds=0.05)
     ids = w.ids()
     request = w.dead_run(ids, at=datetime.now(UTC).isoformat(timespec="seconds"))
@@ -220,7 +221,7 @@ def test_a_call_still_on_its_way_when_the_next_run_starts_is_not_sent_twice(tmp_
 
     late = threading.Timer(0.7, arrive)
     late.start()
-    result = w.apply(group(), timeout=1.0)
+    result = w.apply(group(), timeout=1.0, horizon=1.0)
     late.join()
     assert result.ok and not result.submitted  # nothing was sent again
     assert set(w.rebuild_counts().values()) == {1}

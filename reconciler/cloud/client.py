@@ -38,6 +38,7 @@ from reconciler.cloud.models import (
 from reconciler.cloud.pacing import RetryPolicy, parse_retry_after
 from reconciler.cloud.signing import canonical_query
 from reconciler.cloud.transport import HOLD
+from reconciler.model import DEFAULT_LOST_CALL_HORIZON
 
 log = logging.getLogger("reconciler.cloud")
 
@@ -141,13 +142,18 @@ class WorkspaceClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
+        lost_call_horizon: float = DEFAULT_LOST_CALL_HORIZON,
         retry: RetryPolicy | None = None,
         user_agent: str = USER_AGENT,
     ) -> None:
         self.endpoint = validate_endpoint(endpoint)
         self.project_id = validate_id("project id", project_id)
         self.retry = retry or RetryPolicy()
-        self.timeout = timeout  # seconds one request may take; also how long a lost call may be in flight
+        self.timeout = timeout  # seconds one request may take
+        # Seconds after which a rebuild call whose outcome is unknown is taken never to reach the
+        # service: a gateway that answered (504) or a connection that was cut may still deliver
+        # the request later. Until then its desktops are neither looked up nor sent again.
+        self.lost_call_horizon = lost_call_horizon
         self._http = httpx.Client(
             auth=auth,
             transport=transport,
@@ -171,21 +177,14 @@ class WorkspaceClient:
     def rebuild_desktops(self, request: RebuildRequest) -> str:
         """Send one rebuild call; return its ``job_id``.
 
-        Raises ``UnknownOutcome`` if the request may have been processed without an answer.
+        Raises ``UnknownOutcome`` unless the answer proves the call was refused (a 4xx, or a
+        200 carrying an ``error_code``): a 5xx, a redirect, a lost connection, or a 200 that is
+        not the API's JSON or carries no ``job_id`` may all come after the job was created.
         """
         for desktop_id in request.desktop_ids:
             validate_id("desktop id", desktop_id)
-        data = self._call("POST", "desktops/rebuild", body=request.to_body(), idempotent=False)
-        job_id = data.get("job_id") if isinstance(data, dict) else None
-        if not job_id:
-            code, msg = _error_fields(data)
-            raise errors.OperationFailed(
-                f"rebuild of {len(request.desktop_ids)} desktops failed: {msg or 'the answer carried no job_id'}",
-                status=200,
-                error_code=code,
-                error_msg=msg,
-            )
-        return str(job_id)
+        data = self._call("POST", "desktops/rebuild", body=request.to_body(), idempotent=False, require="job_id")
+        return str(data["job_id"])
 
     def list_desktops(self, *, offset: int = 0, limit: int = DESKTOP_PAGE_LIMIT, **filters: Any) -> DesktopPage:
         """One page of ``desktops/detail``."""
@@ -272,8 +271,10 @@ class WorkspaceClient:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         idempotent: bool = True,
+        require: str | None = None,
     ) -> Any:
-        """One API call with retries; returns the decoded JSON body."""
+        """One API call with retries; returns the decoded JSON body (an object that holds an id
+        at key ``require``, when given)."""
         # The query goes out in canonical form, as the SDK sends it, so the gateway and the
         # signer cannot disagree about encodings.
         url = f"{self.endpoint}/v2/{self.project_id}/{path}"
@@ -283,7 +284,7 @@ class WorkspaceClient:
         what = f"{method} {path}"
         for attempt in itertools.count(1):
             try:
-                return self._attempt(method, url, content, what, idempotent)
+                return self._attempt(method, url, content, what, idempotent, require)
             except _Retryable as retryable:
                 if attempt >= self.retry.max_attempts:
                     raise retryable.error from None
@@ -294,14 +295,14 @@ class WorkspaceClient:
                 self.retry.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _attempt(self, method: str, url: str, content: bytes | None, what: str, idempotent: bool) -> Any:
+    def _attempt(self, method: str, url: str, content: bytes | None, what: str, idempotent: bool, require: str | None) -> Any:
         """Send once and return the decoded body; raise ``_Retryable`` for what may be retried."""
         started = time.monotonic()
         try:
             response = self._http.request(method, url, content=content)
         except NOT_SENT as exc:
             raise _Retryable(errors.ConnectionFailed(f"{what}: cannot reach {self.endpoint}: {exc}")) from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # also a body that fails to decode (DecodingError)
             if not idempotent:
                 raise errors.UnknownOutcome(
                     f"{what}: no answer after sending ({type(exc).__name__}); it may have been processed"
@@ -310,33 +311,48 @@ class WorkspaceClient:
         # Every call at info: RECONCILER_LOG=info is how an operator sees what was sent and answered.
         log.info("%s -> HTTP %d in %.0f ms (request id %s)", what, response.status_code,
                  (time.monotonic() - started) * 1000, _request_id(response))
-        return self._outcome(response, what, idempotent)
+        return self._outcome(response, what, idempotent, require)
 
-    def _outcome(self, response: httpx.Response, what: str, idempotent: bool) -> Any:
+    def _outcome(self, response: httpx.Response, what: str, idempotent: bool, require: str | None) -> Any:
         status = response.status_code
         if 200 <= status < 300:
-            try:
-                return response.json() if response.content else {}
-            except ValueError:
-                raise errors.ServerError(
-                    f"{what}: the answer is not JSON", status=status, request_id=_request_id(response)
-                ) from None
+            return _answer(response, what, idempotent, require)
         error = error_from_response(response, what)
-        # A server error says nothing about what the service did before failing (a gateway that
-        # timed out, a backend that created the job and then crashed): a call that changes
-        # something is never retried blindly, its outcome is looked up instead.
-        if not idempotent and status >= 500:
-            raise errors.UnknownOutcome(
-                f"{error.args[0]}; it may have been processed",
-                status=status,
-                error_code=error.error_code,
-                error_msg=error.error_msg,
-                request_id=error.request_id,
-            )
+        # Only a 4xx proves that the service refused the call. A server error says nothing about
+        # what the service did before failing (a gateway that timed out, a backend that created
+        # the job and then crashed), nor does a redirect: a call that changes something is never
+        # retried blindly, its outcome is looked up instead.
+        if not idempotent and not 400 <= status < 500:
+            raise _unknown(f"{error.args[0]}; it may have been processed", response, error.error_code, error.error_msg)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise _Retryable(error, retry_after, paced=status == 429 and HOLD in response.extensions)
         raise error
+
+
+def _answer(response: httpx.Response, what: str, idempotent: bool, require: str | None) -> Any:
+    """The decoded body of a 2xx answer. One that is not JSON, or lacks the id it must carry,
+    is an unknown outcome for a call that changes something, unless it names an error."""
+    try:
+        data = response.json() if response.content else {}
+    except ValueError:  # also bytes that are not UTF-8
+        problem = "is not JSON"
+    else:
+        value = data.get(require) if require and isinstance(data, dict) else None
+        if require is None or (isinstance(value, str) and ID_PATTERN.fullmatch(value)):
+            return data
+        code, msg = _error_fields(data)
+        if code is not None:  # some Workspace errors come back as 200 with an error_code
+            raise errors.OperationFailed(f"{what} failed: {msg or code}", status=response.status_code,
+                                         error_code=code, error_msg=msg, request_id=_request_id(response))
+        problem = f"carries no {require}"
+    if idempotent:
+        raise errors.ServerError(f"{what}: the answer {problem}", status=response.status_code, request_id=_request_id(response))
+    raise _unknown(f"{what}: the answer {problem}; the call may have been processed", response)
+
+
+def _unknown(message: str, response: httpx.Response, code: str | None = None, msg: str | None = None) -> errors.UnknownOutcome:
+    return errors.UnknownOutcome(message, status=response.status_code, error_code=code, error_msg=msg, request_id=_request_id(response))
 
 
 class _Retryable(Exception):

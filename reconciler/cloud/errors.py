@@ -73,7 +73,9 @@ class ConnectionFailed(WorkspaceError):
 
 
 class UnknownOutcome(WorkspaceError):
-    """The request was sent but no answer came back: it may or may not have been processed.
+    """The request was sent and no answer proves what became of it: none came back, or a 5xx,
+    a redirect, or a 200 without the API's JSON and ``job_id``. It may have been processed, and
+    a gateway may still deliver it later.
 
     Raised only for calls that change something (rebuild). They are never re-sent blindly:
     the caller must first find out from the live API what happened.

@@ -53,7 +53,16 @@ def settings_findings(document: Mapping[str, Any]) -> list[Finding]:
             validate_endpoint(spec["endpoint"])
         except ConfigurationError as exc:
             findings.append(Finding(("spec", "endpoint"), str(exc)))
-    return findings
+    return findings + _horizon_findings(spec.get("api") or {})
+
+
+def _horizon_findings(api: Mapping[str, Any]) -> list[Finding]:
+    """A lost call cannot be taken never to land before the client itself gave up on it."""
+    horizon, timeout = api.get("lost_call_horizon_seconds"), api.get("timeout_seconds", ApiSettings().timeout_seconds)
+    if horizon is None or horizon >= timeout:
+        return []
+    message = f"lost_call_horizon_seconds ({horizon:g}) must be at least timeout_seconds ({timeout:g})"
+    return [Finding(("spec", "api", "lost_call_horizon_seconds"), message)]
 
 
 def group_findings(document: Mapping[str, Any]) -> list[Finding]:

@@ -30,9 +30,12 @@ AK, SK = "AKHARNESS00000001", "harness-simulated-secret"
 OLD_IMAGE, NEW_IMAGE = "img-old", "img-new"
 # A run that takes longer than this is reported as hung (a problem of the trial, not a crash).
 RUN_TIMEOUT = float(os.environ.get("RECONCILER_HARNESS_RUN_TIMEOUT", "900"))
-# The API timeout of the runs. A run that starts right after a kill waits up to this long (plus
-# a second) for the dead run's last calls to land before it looks them up: short keeps trials fast.
+# The API timeout of the runs.
 TIMEOUT_SECONDS = 2
+# How late a lost rebuild call may still land. A run waits this long after one of its calls was
+# lost before it looks the call up, and a run that starts right after a kill up to this long (plus
+# a second) for the dead run's last calls: short keeps trials fast.
+LOST_CALL_HORIZON_SECONDS = 4
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ def fleet_document(seed: int, groups: Sequence[GroupSpec], *, job_seconds: float
 
 def write_manifests(root: Path, url: str, groups: Sequence[GroupSpec], *, poll_interval: float = 0.2) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    api = {"rate_limit_per_minute": 100000, "max_concurrent_calls": 4, "timeout_seconds": TIMEOUT_SECONDS, "poll_interval_seconds": poll_interval}
+    api = {"rate_limit_per_minute": 100000, "max_concurrent_calls": 4, "timeout_seconds": TIMEOUT_SECONDS,
+           "lost_call_horizon_seconds": LOST_CALL_HORIZON_SECONDS, "poll_interval_seconds": poll_interval}
     documents: list[dict[str, Any]] = [
         {"apiVersion": "reconciler/v1", "kind": "Settings", "spec": {"project_id": PROJECT, "endpoint": url, "api": api}}
     ]
