@@ -1,5 +1,5 @@
 """Opening the cloud a settings block points at: a real Workspace endpoint (credentials from the
-environment) or the embedded simulator (its state persisted beside reconciler's state).
+environment) or the embedded simulator (its state persisted under the manifest directory).
 Network and file I/O.
 """
 
@@ -8,9 +8,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,8 @@ from reconciler.cloud.pacing import RateLimiter
 from reconciler.cloud.transport import PacedTransport
 from reconciler.errors import ConfigurationError
 from reconciler.files import write_atomically
-from reconciler.model import Settings
+from reconciler.manifest.paths import settings_path_problems, simulator_file
+from reconciler.model import Settings, StateSettings
 
 if TYPE_CHECKING:
     from reconciler.simulator import Simulator
@@ -107,8 +110,8 @@ def _digest(path: Path) -> str:
 def embedded_simulator(settings: Settings) -> Iterator[Simulator]:
     """The simulated cloud of ``simulator.fleet``, continued from where the last command left it.
 
-    Its state lives next to reconciler's state (``simulator.json``); editing the fleet file
-    starts the simulated cloud afresh.
+    Its state lives under the manifest directory (``.reconciler/simulator.json``), never beside
+    a state kept elsewhere; editing the fleet file starts the simulated cloud afresh.
     """
     from reconciler.simulator import (  # only the embedded mode needs it
         Simulator,
@@ -116,20 +119,26 @@ def embedded_simulator(settings: Settings) -> Iterator[Simulator]:
     )
 
     fleet_path = settings.resolve(settings.simulator_fleet or "")
-    if not fleet_path.is_file():
-        raise ConfigurationError(f"{settings.source}: simulator fleet {fleet_path} does not exist")
-    saved = settings.state_file.with_name("simulator.json")
+    # The manifest loader checked these paths; a saved plan carries its settings unchecked.
+    problems = settings_path_problems(replace(settings, state=StateSettings(path_outside_manifests=True)))
+    if problems:
+        raise ConfigurationError(str(problems[0]))
+    saved = simulator_file(settings)
+    # A first run checks the fleet before creating anything: a fleet that does not load leaves
+    # no trace (plan writes nothing it does not need).
+    fleet = None if saved.is_file() else load_fleet(fleet_path)
     saved.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(saved.with_name("simulator.json.lock"), "a") as lock:
+    lock_fd = os.open(saved.with_name("simulator.json.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with open(lock_fd, "r+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one command at a time drives the fake cloud
         digest = _digest(fleet_path)
         simulator = None
-        if saved.exists():
+        if saved.is_file():
             data = json.loads(saved.read_text())
             if data.get("fleet_digest") == digest:
                 simulator = Simulator.from_dict(data["simulator"])
         if simulator is None:
-            simulator = Simulator(load_fleet(fleet_path))
+            simulator = Simulator(fleet or load_fleet(fleet_path))
         try:
             yield simulator
         finally:

@@ -179,6 +179,8 @@ class StateSettings:
     backend: str = "local"
     path: str = ".reconciler/state.json"
     name: str | None = None
+    # Without it, ``path`` must lead inside the manifest directory.
+    path_outside_manifests: bool = False
     postgres: PostgresSettings = PostgresSettings()
     s3: S3Settings = S3Settings()
 
@@ -267,6 +269,19 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """A file the manifest reader skipped, and why (not a manifest, a FIFO): told, not an error."""
+
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        # A file name is the only text here not ours: it must not split the line.
+        file = self.file if self.file.isprintable() else ascii(self.file)
+        return f"{file}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestSet:
     """Everything a manifest directory declares, validated."""
 
@@ -277,6 +292,7 @@ class ManifestSet:
     # (path relative to the Settings directory, "sha256:<hex>") per file: a saved plan records
     # them so `apply PLANFILE` can name the file that changed since.
     file_digests: tuple[tuple[str, str], ...] = ()
+    notes: tuple[Note, ...] = ()
     group_index: Mapping[str, DesktopGroup] = field(default_factory=dict, compare=False)
 
     def group(self, name: str) -> DesktopGroup:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -27,9 +27,10 @@ from reconciler.cli.common import (
     style,
     target_options,
 )
+from reconciler.errors import ReconcilerError
 from reconciler.manifest import ManifestError, load_manifests
 from reconciler.manifest_check import recorded_sources, root_as_named
-from reconciler.model import ManifestSet
+from reconciler.model import ManifestSet, Note
 from reconciler.plan import PLAN_KIND, Plan, check_writable, plan_to_json, read_plan_document, write_plan
 from reconciler.plan_signing import PlanSignatureError, plan_key, signed_by, verify
 from reconciler.planner import PlanOptions
@@ -41,8 +42,20 @@ if TYPE_CHECKING:
 DIAGNOSTICS_FORMAT_VERSION = 1
 
 
+def tell_notes(notes: Iterable[Note]) -> None:
+    """Files the reader skipped (not manifests, FIFOs), on stderr: worth knowing, not errors."""
+    for note in notes:
+        err(style("Note: ", fg="cyan", bold=True) + str(note))
+
+
 def load(paths: tuple[str, ...]) -> ManifestSet:
-    return load_manifests(list(paths) or ["."])
+    try:
+        manifests = load_manifests(list(paths) or ["."])
+    except ManifestError as exc:
+        tell_notes(exc.notes)
+        raise
+    tell_notes(manifests.notes)
+    return manifests
 
 
 def store_for(manifests: ManifestSet) -> StateStore:
@@ -76,6 +89,7 @@ def make_plan(manifests: ManifestSet, snap: Snapshot, refresh: bool, options: Pl
     from reconciler.session import build_plan
 
     if not refresh:
+        check_fleet(manifests)  # offline, as validate: a fleet that would not load is still an error
         return build_plan(manifests, snap, None, options, options.now)
     from reconciler.connect import open_client
 
@@ -89,27 +103,56 @@ def make_plan(manifests: ManifestSet, snap: Snapshot, refresh: bool, options: Pl
 def validate(paths: tuple[str, ...], as_json: bool) -> None:
     """Check manifests offline: YAML, schema and cross-document rules.
 
-    Needs no network and no credentials, so it suits a pre-commit hook.
+    Needs no network and no credentials, so it suits a pre-commit hook. YAML files that are
+    not manifests (a simulator fleet, a CI workflow) are skipped with a note on stderr; the
+    embedded simulator's fleet file, when the Settings name one, is checked too.
 
     \b
     Example:
       reconciler validate manifests/
     """
+    if as_json:
+        _validate_json(paths)
+        return
+    manifests = load(paths)
+    check_fleet(manifests)
+    ids = sum(len(g.ids) for g in manifests.groups)
+    out(f"The manifests are valid: {len(manifests.groups)} groups, {ids} desktops listed by id, {len(manifests.files)} files.")
+
+
+def check_fleet(manifests: ManifestSet) -> None:
+    """The embedded simulator's fleet file parses and validates (``FleetError`` if not)."""
+    settings = manifests.settings
+    if settings.simulator_fleet is not None:
+        from reconciler.simulator import load_fleet
+
+        load_fleet(settings.resolve(settings.simulator_fleet))
+
+
+def _notices(notes: Iterable[Note]) -> list[dict[str, Any]]:
+    return [{"severity": "notice", "file": n.file, "line": 0, "column": 0, "field": "", "message": n.message} for n in notes]
+
+
+def _validate_json(paths: tuple[str, ...]) -> None:
+    """validate --json: problems as ``error`` diagnostics, skipped files as ``notice`` ones."""
     try:
-        manifests = load(paths)
+        manifests = load_manifests(list(paths) or ["."])
     except ManifestError as exc:
-        if not as_json:
-            raise
         out_json({"format_version": DIAGNOSTICS_FORMAT_VERSION, "valid": False, "diagnostics": [
             {"severity": "error", "file": p.file, "line": p.line, "column": p.column, "field": p.field, "message": p.message}
-            for p in exc.problems]})
+            for p in exc.problems] + _notices(exc.notes)})
+        raise SystemExit(1) from None
+    try:
+        check_fleet(manifests)
+    except ReconcilerError as exc:
+        file = manifests.settings.resolve(manifests.settings.simulator_fleet or "")
+        out_json({"format_version": DIAGNOSTICS_FORMAT_VERSION, "valid": False, "diagnostics": [
+            {"severity": "error", "file": str(file), "line": 0, "column": 0, "field": "", "message": str(exc)}
+        ] + _notices(manifests.notes)})
         raise SystemExit(1) from None
     ids = sum(len(g.ids) for g in manifests.groups)
-    if as_json:
-        out_json({"format_version": DIAGNOSTICS_FORMAT_VERSION, "valid": True, "diagnostics": [],
-                  "files": list(manifests.files), "groups": len(manifests.groups), "desktop_ids": ids})
-        return
-    out(f"The manifests are valid: {len(manifests.groups)} groups, {ids} desktops listed by id, {len(manifests.files)} files.")
+    out_json({"format_version": DIAGNOSTICS_FORMAT_VERSION, "valid": True, "diagnostics": _notices(manifests.notes),
+              "files": list(manifests.files), "groups": len(manifests.groups), "desktop_ids": ids})
 
 
 def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_window: bool) -> PlanOptions:

@@ -1,5 +1,5 @@
 """Checks across a manifest set's documents, and building its ``ManifestSet``. Pure except
-``_check_fleet``, which looks for the simulator's fleet file.
+for the path rules (``reconciler.manifest.paths``), which look at the file system.
 
 One Settings, unique names and a desktop in one group only are checked here, over the results
 of every file (``reconciler.manifest.parsing``); the rare problems found re-parse the file for
@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 
 from reconciler.manifest import build
+from reconciler.manifest.paths import settings_path_problems
 from reconciler.manifest.problems import ManifestError, Problem
 from reconciler.manifest.sets import Collected, Declared, set_problems, simulator_fleets
-from reconciler.model import DesktopGroup, Location, ManifestSet, Settings
+from reconciler.model import DesktopGroup, Location, ManifestSet, Note, Settings
 
 
 def _relative(file: str, base: str) -> str:
@@ -65,31 +66,32 @@ def settings_of(declared: Declared) -> Settings:
     return build.build_settings(declared.value, Location(declared.file, declared.line), base_dir)
 
 
-def _check_fleet(settings: Settings) -> None:
-    """The embedded simulator's fleet file must exist (validate checks it without the network)."""
-    fleet = settings.simulator_fleet
-    if fleet is not None and not settings.resolve(fleet).is_file():
-        source = settings.source
-        problem = f"no such file: {settings.resolve(fleet)}"
-        raise ManifestError([Problem(source.file, source.line, source.column, "spec.simulator.fleet", problem)])
-
-
 def finish(collected: Collected) -> ManifestSet:
     """Cross-document checks over every file read, then the manifest set."""
     fleets = simulator_fleets(collected)
     if fleets:
         collected.results = [result for result in collected.results if os.path.realpath(result.file) not in fleets]
-    problems = collected.problems + set_problems(collected)
+    # Skipped files stay in the digests: a saved plan compares every file it could have read.
+    skipped = [Note(result.file, result.note) for result in collected.results if result.note]
+    collected.notes += skipped
+    problems = collected.problems
+    if collected.results and len(skipped) == len(collected.results):
+        problems.append(Problem(skipped[0].file, 0, 0, "", "no reconciler manifests here: every file was skipped"))
+    else:
+        problems += set_problems(collected)
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(problems, notes=collected.notes)
     settings = _settings(collected)
-    _check_fleet(settings)
+    path_problems = settings_path_problems(settings)
+    if path_problems:
+        raise ManifestError(path_problems, notes=collected.notes)
     groups = _groups(collected, settings)
     return ManifestSet(
         settings=settings,
         groups=groups,
-        files=tuple(collected.files),
+        files=tuple(result.file for result in collected.results if not result.note),
         digest=digest(collected, settings.base_dir),
         file_digests=file_digests(collected, settings.base_dir),
+        notes=tuple(collected.notes),
         group_index={group.name: group for group in groups},
     )

@@ -156,15 +156,15 @@ def _combinators(schema: Mapping[str, Any], sub: Callable[[Any], Check]) -> list
     checks: list[Check] = [sub(part) for part in schema.get("allOf", [])]
     if "if" in schema:
         condition = sub(schema["if"])
-        then = sub(schema.get("then", True))
-        checks.append(lambda value: not condition(value) or then(value))
+        then, otherwise = sub(schema.get("then", True)), sub(schema.get("else", True))
+        checks.append(lambda value: then(value) if condition(value) else otherwise(value))
     return checks
 
 
 KNOWN = ANNOTATIONS | {
     "type", "enum", "const", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
     "properties", "required", "minProperties", "additionalProperties", "propertyNames", "items", "uniqueItems",
-    "allOf", "if", "then", "$ref",
+    "allOf", "if", "then", "else", "$ref",
 }
 
 

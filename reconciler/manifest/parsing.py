@@ -18,6 +18,7 @@ from reconciler.manifest.messages import Finding, describe
 from reconciler.manifest.problems import Problem, format_path
 from reconciler.manifest.schema import validation_errors
 from reconciler.manifest.sets import Declared, FileResult
+from reconciler.manifest.shape import API_VERSION, looks_like_manifest
 from reconciler.model import Location
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -95,6 +96,9 @@ def _take(result: FileResult, document: yamlsafe.Document) -> None:
         return
     file = result.file
     line, column = yamlsafe.position(document.node)
+    if not looks_like_manifest(value):
+        result.foreign.append(Location(file, line, column))  # where only: its content is not ours to show
+        return
     result.first_document = result.first_document or Location(file, line)
     problems = _duplicates(file, document)
     findings, schema_ok = _check(document)
@@ -128,5 +132,18 @@ def load_file(path: Path) -> FileResult:
     except RecursionError:  # only the pure-Python parser recurses per nesting level
         result.problems.append(Problem(result.file, 1, 1, "", "the YAML is nested too deeply"))
         result.complete = False
+    _settle_foreign(result)
     return result
+
+
+def _settle_foreign(result: FileResult) -> None:
+    """A file of foreign documents only is skipped with a note; one mixed into a manifest file
+    is a problem (a manifest's indentation gone wrong, say)."""
+    if not result.foreign:
+        return
+    if result.first_document is None and result.complete:
+        result.note = f"not a reconciler manifest (no apiVersion: {API_VERSION}): skipped"
+        return
+    message = f"not a reconciler manifest: expected apiVersion: {API_VERSION} and kind: Settings or DesktopGroup"
+    result.problems += [Problem(where.file, where.line, where.column, "", message) for where in result.foreign]
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.errors import ReconcilerError
+from reconciler.model import Note
 
 # A position inside a document: mapping keys and list indexes, as jsonschema reports them.
 PathKey = tuple[object, ...]
@@ -43,10 +44,12 @@ class Problem:
 
 
 class ManifestError(ReconcilerError):
-    """The manifests are invalid. ``problems`` holds every problem found, sorted by file and line."""
+    """The manifests are invalid. ``problems`` holds every problem found, sorted by file and line;
+    ``notes`` the files skipped (not manifests, FIFOs)."""
 
-    def __init__(self, problems: Iterable[Problem]) -> None:
+    def __init__(self, problems: Iterable[Problem], notes: Iterable[Note] = ()) -> None:
         self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+        self.notes = tuple(notes)  # files skipped on the way, told before the problems
         super().__init__(self._render())
 
     def _render(self) -> str:

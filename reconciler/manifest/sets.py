@@ -14,7 +14,7 @@ from yaml.nodes import Node
 
 from reconciler.manifest import yamlsafe
 from reconciler.manifest.problems import Problem, format_path
-from reconciler.model import Location
+from reconciler.model import Location, Note
 
 
 @dataclass(slots=True)
@@ -48,6 +48,8 @@ class FileResult:
     groups: list[Declared] = field(default_factory=list)  # valid ones only
     first_document: Location | None = None
     complete: bool = True  # False when the file could not be read or parsed to its end
+    foreign: list[Location] = field(default_factory=list)  # documents that are not manifests
+    note: str | None = None  # why the whole file is skipped, when it is
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Collected:
 
     results: list[FileResult] = field(default_factory=list)
     path_problems: list[Problem] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)  # files skipped, not errors
 
     @property
     def files(self) -> list[str]:
@@ -142,10 +145,13 @@ def _shared_desktops(collected: Collected) -> list[Problem]:
                 continue
             path = ("spec", "desktops", "ids", index)
             line, column = lines.position(group, path)
-            message = (
-                f"desktop {desktop_id!r} is in two groups: {owner.name!r} ({owner}) and {group.name!r} ({group});"
-                " a desktop may belong to one group only"
-            )
+            if owner.name == group.name:  # two documents of one name: that name clash is reported too
+                message = f"desktop {desktop_id!r} is also listed by the other group named {owner.name!r} ({owner})"
+            else:
+                message = (
+                    f"desktop {desktop_id!r} is in two groups: {owner.name!r} ({owner}) and {group.name!r} ({group});"
+                    " a desktop may belong to one group only"
+                )
             problems.append(Problem(group.file, line, column, format_path(path), message))
     return problems
 

@@ -1,7 +1,9 @@
 """Read and validate fleet files: YAML with line numbers, the JSON Schema, then semantic checks.
 
 I/O: reads the fleet file and the packaged schema. Every problem is reported, not just the
-first, each as ``<file>:<line>: <field.path>: <problem>``.
+first, each as ``<file>:<line>: <field.path>: <problem>``. A fleet path comes from manifests,
+which may come from a pull request: the file may be anything (``.env``, a key), so a message
+names keys, positions and kinds of values, never a value or any other text of the file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -61,21 +64,36 @@ def _validator(pointer: str | None) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+# Keys are named in messages only when they look like field names.
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
+# Quoted text in a YAML parser message is text of the file (a character, an alias name).
+_QUOTED = re.compile(r"\s*'(?!<)[^']*'")
+
+
+def _key(part: str | int) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    return part if _PLAIN_KEY.fullmatch(part) else "<key>"
+
+
 def format_path(path: PathKey) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        shown = _key(part)
+        text += shown if isinstance(part, int) else (f".{shown}" if text else shown)
     return text or "(top level)"
 
 
 # --- schema problems -------------------------------------------------------------------------
 
 def _show(value: Any) -> str:
-    """A value for a message, kept short: a wrong file may hold anything."""
-    if not isinstance(value, (str, int, float, bool, type(None))):
-        return type(value).__name__
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + '..."'
+    """What kind of value was found, never the value: the file may be a secret."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names = {str: "a string", list: "a list", dict: "a mapping", type(None): "null"}
+    return names.get(type(value), "a value of another type")
 
 
 
@@ -92,28 +110,30 @@ def _describe(error: ValidationError) -> list[Problem]:
         ]
     if kind == "anyOf" and error.context:
         return _describe(best_match(error.context))
-    return [Problem(path, _simple_message(kind, expected, value, error.message))]
+    return [Problem(path, _simple_message(kind, expected, value))]
 
 
-def _simple_message(kind: str, expected: Any, value: Any, fallback: str) -> str:
+def _simple_message(kind: str, expected: Any, value: Any) -> str:
     if kind == "type":
         words = [_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected)]
         return f"must be {' or '.join(words)} (got {_show(value)})"
     if kind == "enum":
         return f"must be one of {', '.join(map(str, expected))} (got {_show(value)})"
     messages = {
-        "minimum": f"must be at least {expected} (got {_show(value)})",
-        "maximum": f"must be at most {expected} (got {_show(value)})",
-        "exclusiveMinimum": f"must be greater than {expected} (got {_show(value)})",
+        "minimum": f"must be at least {expected}",
+        "maximum": f"must be at most {expected}",
+        "exclusiveMinimum": f"must be greater than {expected}",
         "minLength": "must not be empty" if expected == 1 else f"must be at least {expected} characters long",
         "maxLength": f"must be at most {expected} characters long",
         "minItems": f"must hold at least {expected} items",
         "maxItems": f"must hold at most {expected} items",
-        "pattern": f"{_show(value)} is not allowed (must match {expected})",
+        "pattern": f"must match {expected}",
+        "propertyNames": "has a key that is not allowed",
     }
     if kind == "pattern" and isinstance(value, str) and value == "":
         return "must not be empty"
-    return messages.get(kind, fallback)
+    # jsonschema's own messages quote the value: never used.
+    return messages.get(kind, f"is not valid ({kind})")
 
 
 def schema_problems(instance: Any, pointer: str | None = None) -> list[Problem]:
@@ -178,7 +198,7 @@ class _Lines:
                     continue
                 line = key_node.start_mark.line + 1
                 if key_node.tag != "tag:yaml.org,2002:str":
-                    self.problems.append(Problem(path, f"keys must be strings (got {key_node.value!r})", line))
+                    self.problems.append(Problem(path, "keys must be strings", line))
                     continue
                 key = key_node.value
                 self.lines.setdefault(path + (key,), line)
@@ -206,10 +226,11 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, _Lines]:
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise FleetError([f"{source}:{line}: (top level): invalid YAML: {exc.problem or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise FleetError([f"{source}:1: (top level): invalid YAML: {exc}"]) from None
+        where = mark.line + 1 if mark else 1
+        reason = _QUOTED.sub("", exc.problem or exc.context or "syntax error")
+        raise FleetError([f"{source}:{where}: (top level): invalid YAML: {reason}"]) from None
+    except yaml.YAMLError:
+        raise FleetError([f"{source}:1: (top level): not readable as YAML text"]) from None
     finally:
         loader.dispose()
     return data, lines
@@ -223,7 +244,7 @@ def _unique(items: list[Mapping[str, Any]], section: str, key: Callable[[Any], A
     for index, item in enumerate(items):
         value = key(item)
         if value in first:
-            message = f"duplicate {section[:-1]} {value!r} (also {section}[{first[value]}])"
+            message = f"duplicate {section[:-1]} {field} (also {section}[{first[value]}])"
             problems.append(Problem((section, index, field), message))
         first.setdefault(value, index)
     return problems
@@ -239,7 +260,7 @@ def _semantic_problems(data: Mapping[str, Any]) -> list[Problem]:
     for index, desktop in enumerate(data["desktops"]):
         path: PathKey = ("desktops", index)
         if desktop["image_id"] not in images:
-            problems.append(Problem(path + ("image_id",), f"image {desktop['image_id']!r} is not declared in images"))
+            problems.append(Problem(path + ("image_id",), "names an image that is not declared in images"))
         desktop_id = desktop["id"] or spec.derived_desktop_id(data["project_id"], desktop["name"])
         # A duplicate name implies a duplicate derived id: report the cause only.
         problems += _claim(names, desktop["name"], path + ("name",), "name") or _claim(
@@ -251,7 +272,7 @@ def _semantic_problems(data: Mapping[str, Any]) -> list[Problem]:
 
 def _claim(owners: dict[str, PathKey], value: str, path: PathKey, what: str) -> list[Problem]:
     if value in owners:
-        return [Problem(path, f"duplicate desktop {what} {value!r} (also {format_path(owners[value])})")]
+        return [Problem(path, f"duplicate desktop {what} (also {format_path(owners[value])})")]
     owners[value] = path
     return []
 
@@ -268,7 +289,7 @@ def _generate_problems(
     for index, entry in enumerate(data["generate"]):
         path: PathKey = ("generate", index)
         if entry["image_id"] not in images:
-            problems.append(Problem(path + ("image_id",), f"image {entry['image_id']!r} is not declared in images"))
+            problems.append(Problem(path + ("image_id",), "names an image that is not declared in images"))
         for name in spec.generated_names(entry):
             clash = _claim(names, name, path + ("name_prefix",), "name") or _claim(
                 ids, spec.derived_desktop_id(data["project_id"], name), path + ("name_prefix",), "id"
@@ -313,7 +334,7 @@ def _load(data: Any, source: str, lines: _Lines | None) -> spec.FleetSpec:
     if lines is not None and lines.problems:
         _raise(lines.problems, source, lines)
     if not isinstance(data, dict):
-        _raise([Problem((), f"must be a mapping with at least project_id (got {_show(data)})")], source, lines)
+        _raise([Problem((), f"must be a mapping with at least project_id (got {_show(data)}): is this a fleet file?")], source, lines)
     problems = schema_problems(data)
     if problems:
         _raise(problems, source, lines)
