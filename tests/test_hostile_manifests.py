@@ -227,7 +227,7 @@ def test_the_untouched_set_plans_and_writes_only_the_simulator_file(runner: Runn
     """The check above can fail: the same set unharmed plans, and writes its simulator file."""
     before = snapshot(runner.base)
     code, output = run(["plan", str(runner.manifests)])
-    assert code == 0 and "d-1" in output, output
+    assert code == 0 and "fin-1" in output, output
     after = snapshot(runner.base)
     written = {Path(path).relative_to(runner.manifests) for path in set(after) - set(before)}
     assert written == {Path(".reconciler"), Path(".reconciler/simulator.json"), Path(".reconciler/simulator.json.lock")}
