@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -149,3 +150,14 @@ def serve_fleet(tmp_path: Path, reconciler_command: list[str]) -> Generator[Call
     yield start
     for simulator in served:
         simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Generator[Any, None, None]:
+    """moto's S3 server on 127.0.0.1 behind recording proxies, shared by the session (each
+    test makes a bucket of its own)."""
+    from harness.backends import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from typing import Any
@@ -50,6 +51,8 @@ def state() -> None:
       reconciler state list
       reconciler state show 3f1c0000-0000-0000-0000-000000000001
       reconciler state rm 3f1c0000-0000-0000-0000-000000000001
+      reconciler state pull > state.json
+      reconciler state push state.json
     """
 
 
@@ -107,6 +110,52 @@ def state_rm(desktop_ids: tuple[str, ...], manifests_path: str, lock_timeout: fl
             raise click.UsageError(f"not in the state: {', '.join(missing)}")
         session.record([{"type": "forget", "at": session.now().isoformat(timespec="seconds"), "desktop_ids": list(desktop_ids)}])
     out(f"Removed {len(desktop_ids)} desktops from the state.")
+
+
+@state.command("pull")
+@manifests_argument
+def state_pull(manifests_path: str) -> None:
+    """Write the state as JSON to stdout (with a leftover journal folded in).
+
+    Together with `state push` it moves a state between backends.
+
+    \b
+    Examples:
+      reconciler state pull manifests/ > state.json
+      reconciler state pull -m manifests/ | jq '.serial'
+    """
+    snap = snapshot(store_for(load((manifests_path,))))
+    if snap.journal:
+        err("Note: the journal of an interrupted run is folded into this output; the stored state does not have it yet.")
+    out_json(state_to_json(snap.state))
+
+
+@state.command("push")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@manifests_option
+@click.option("--force", is_flag=True, help="Replace the state even if FILE has another lineage, a lower serial, or other content at the same serial.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="How long to wait for a locked state.")
+def state_push(file: str, manifests_path: str, force: bool, lock_timeout: float) -> None:
+    """Replace the state with FILE (a state pulled from any backend), under the lock.
+
+    Refused without --force when FILE does not descend from the state there: another lineage,
+    a lower serial, or different content at the same serial.
+
+    \b
+    Example (move a local state into the backend the manifests now name):
+      reconciler state pull old-manifests/ > state.json
+      reconciler state push state.json -m manifests/
+    """
+    from reconciler.state import StateError, state_from_json
+    from reconciler.state.transfer import push_state
+
+    try:
+        with open(file, "rb") as handle:
+            pushed = state_from_json(json.load(handle), file)
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{file}: cannot read a state from it: {exc}") from None
+    written = push_state(store_for(load((manifests_path,))), pushed, force=force, source=file, lock_timeout=lock_timeout)
+    out(f"Pushed {file}: {len(written.desktops)} desktops, {len(written.jobs)} jobs, lineage {written.lineage}, serial {written.serial}.")
 
 
 @click.command()

@@ -62,4 +62,8 @@ def open_store(settings: Settings, env: Mapping[str, str] | None = None) -> Stat
                 "or the environment variable RECONCILER_PG_CONN_STR"
             )
         return PostgresStateStore(conn_str, config.postgres.schema, name)
-    raise StateError(f"unknown state backend {config.backend!r} (available: local, postgres)")
+    if config.backend == "s3":
+        from reconciler.state.s3 import S3StateStore
+
+        return S3StateStore.from_settings(config.s3, name, env)
+    raise StateError(f"unknown state backend {config.backend!r} (available: local, postgres, s3)")

@@ -59,8 +59,20 @@ class LockInfo:
             created=str(data.get("created", "")),
         )
 
-    def describe(self) -> str:
-        return f"ID {self.id}, operation {self.operation}, held by {self.who} (pid {self.pid}) since {self.created}"
+    def describe(self, now: datetime | None = None) -> str:
+        return f"ID {self.id}, operation {self.operation}, held by {self.who} (pid {self.pid}) since {self.created}{self._age(now)}"
+
+    def _age(self, now: datetime | None) -> str:
+        """ " (12 minutes ago)": a lock that outlived its holder (s3) is easier to judge so."""
+        try:
+            seconds = ((now or datetime.now(UTC)) - datetime.fromisoformat(self.created)).total_seconds()
+        except (ValueError, TypeError):
+            return ""
+        if seconds < 120:
+            return f" ({max(int(seconds), 0)} seconds ago)"
+        if seconds < 7200:
+            return f" ({int(seconds // 60)} minutes ago)"
+        return f" ({int(seconds // 3600)} hours ago)"
 
 
 class StateLocked(ReconcilerError):
