@@ -196,6 +196,13 @@ class StateSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetySettings:
+    # At most this many rebuilds in one run, as a count or a percentage of the managed
+    # desktops (the same form as max_failures); None: no limit.
+    max_rebuilds_per_run: FailureBudget | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The one ``Settings`` document. ``base_dir`` is the manifest directory that relative
     paths (state, simulator fleet) are resolved against."""
@@ -207,6 +214,7 @@ class Settings:
     enterprise_project_id: str = "0"
     state: StateSettings = StateSettings()
     api: ApiSettings = ApiSettings()
+    safety: SafetySettings = SafetySettings()
     base_dir: str = "."
     source: Location = Location("<unknown>")
 
@@ -241,6 +249,8 @@ class Reason(StrEnum):
     IN_PROGRESS = "in_progress"
     USER_CONNECTED = "user_connected"
     OUTSIDE_WINDOW = "outside_window"
+    REPLACE_REQUESTED = "replace_requested"  # --replace: rebuilt although it runs the desired image
+    NOT_REBUILDABLE = "not_rebuildable"  # frozen, in maintenance mode or in a status the API refuses
 
 
 @dataclass(frozen=True, slots=True)

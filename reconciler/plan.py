@@ -33,12 +33,14 @@ from reconciler.model import (
     Location,
     Reason,
     Rollout,
+    SafetySettings,
     Selector,
     Settings,
     StateSettings,
     Window,
 )
 from reconciler.plan_signing import PlanKey, canonical, signature
+from reconciler.safety import mass_rebuild
 
 PLAN_FORMAT_VERSION = 1
 PLAN_KIND = "reconciler-plan"
@@ -69,6 +71,8 @@ class Plan:
     manifest_files: tuple[tuple[str, str], ...] = ()
     settings: Settings | None = None
     created_at: str = ""
+    replace: tuple[str, ...] = ()  # --replace: groups and desktops rebuilt even when current
+    managed_desktops: int = 0  # what a percentage in safety.max_rebuilds_per_run is taken of
 
     def summary(self) -> dict[str, int]:
         counts = Counter(c.action.value for c in self.changes)
@@ -158,7 +162,19 @@ def group_from_json(data: dict[str, Any]) -> DesktopGroup:
 def settings_to_json(settings: Settings) -> dict[str, Any]:
     data = asdict(settings)
     data["source"] = {"file": settings.source.file, "line": settings.source.line}
+    limit = settings.safety.max_rebuilds_per_run
+    data["safety"] = {"max_rebuilds_per_run": None if limit is None else budget_to_json(limit)}
     return data
+
+
+def budget_to_json(budget: FailureBudget) -> int | str:
+    """A count or a percentage as manifests write it: ``3`` or ``"10%"``."""
+    return str(budget) if budget.percent is not None else budget.count or 0
+
+
+def _safety_from_json(data: dict[str, Any] | None) -> SafetySettings:
+    limit = (data or {}).get("max_rebuilds_per_run")
+    return SafetySettings(None if limit is None else _budget_from_json(limit))
 
 
 def settings_from_json(data: dict[str, Any]) -> Settings:
@@ -167,6 +183,7 @@ def settings_from_json(data: dict[str, Any]) -> Settings:
             **data,
             "state": StateSettings.from_json(data["state"]),
             "api": ApiSettings(**data["api"]),
+            "safety": _safety_from_json(data.get("safety")),
             "source": Location(data["source"]["file"], data["source"]["line"]),
         }
     )
@@ -202,6 +219,18 @@ def change_from_json(data: dict[str, Any]) -> Change:
     )
 
 
+def safety_json(plan: Plan) -> dict[str, Any]:
+    """The blast-radius guard's view of the plan: how many rebuilds, the limit, over it or not."""
+    limit = plan.settings.safety.max_rebuilds_per_run if plan.settings else None
+    return {
+        "managed_desktops": plan.managed_desktops,
+        "rebuilds": sum(1 for c in plan.changes if c.action is Action.REBUILD),
+        "max_rebuilds_per_run": None if limit is None else budget_to_json(limit),
+        "limit": None if limit is None else limit.limit(plan.managed_desktops),
+        "over_limit": mass_rebuild(plan) is not None,
+    }
+
+
 def _checksum(document: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical(document)).hexdigest()
 
@@ -232,7 +261,9 @@ def plan_to_json(plan: Plan, key: PlanKey | None = None) -> dict[str, Any]:
             "excludes": list(plan.excludes),
             "ignore_window": plan.ignore_window,
             "refresh_only": plan.refresh_only,
+            "replace": list(plan.replace),
         },
+        "safety": safety_json(plan),
         "settings": settings_to_json(plan.settings) if plan.settings else None,
         "groups": [group_to_json(g) for g in plan.groups],
         "summary": plan.summary(),
@@ -265,6 +296,8 @@ def plan_from_json(document: Any, source: str) -> Plan:
             excludes=tuple(options["excludes"]),
             ignore_window=options["ignore_window"],
             refresh_only=options.get("refresh_only", False),
+            replace=tuple(options.get("replace", ())),
+            managed_desktops=(document.get("safety") or {}).get("managed_desktops", 0),
             manifest_digest=manifests["digest"],
             manifest_directory=manifests.get("directory"),
             manifest_root=manifests.get("root"),

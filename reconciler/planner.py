@@ -15,6 +15,7 @@ from reconciler.errors import ReconcilerError
 from reconciler.model import Action, Change, DesktopGroup, Reason
 from reconciler.plan import Plan
 from reconciler.rollout import shape_rollout
+from reconciler.safety import hold_unrebuildable
 from reconciler.state import DesktopRecord, State
 
 
@@ -43,6 +44,7 @@ class PlanOptions:
     targets: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     ignore_window: bool = False
+    replace: tuple[str, ...] = ()  # groups and desktop ids to rebuild even when current
     now: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))
 
 
@@ -120,23 +122,39 @@ def decide(group: DesktopGroup, record: DesktopRecord | None, live: Desktop | No
     return Action.REBUILD, Reason.IMAGE_CHANGED
 
 
+def replaced(decision: tuple[Action, Reason] | None) -> tuple[Action, Reason] | None:
+    """``--replace``: a desktop that runs the desired image is rebuilt all the same; one that
+    is rebuilt anyway keeps its own reason, and a running rebuild is still waited for."""
+    if decision is None or decision[0] is Action.ADOPT:
+        return Action.REBUILD, Reason.REPLACE_REQUESTED
+    return decision
+
+
 def _group_changes(
-    group: DesktopGroup, desktop_ids: Iterable[str], records: Mapping[str, DesktopRecord], inventory: Inventory | None
+    group: DesktopGroup,
+    desktop_ids: Iterable[str],
+    records: Mapping[str, DesktopRecord],
+    inventory: Inventory | None,
+    replace: frozenset[str] = frozenset(),
 ) -> tuple[list[Change], int]:
     """The group's changes, and how many of its desktops were already rebuilt successfully to
     the desired image (canaries proven in earlier runs)."""
     changes, proven = [], 0
     refreshed = inventory is not None
     desired = group.image.id
+    whole_group = group.name in replace
     for desktop_id in sorted(desktop_ids):
         record = records.get(desktop_id)
+        forced = whole_group or desktop_id in replace
         if record is not None:
             if (job := record.job) is not None:
                 proven += job.status == "SUCCESS" and job.image_id == desired
-            elif not refreshed and record.image_id == desired:
+            elif not refreshed and record.image_id == desired and not forced:
                 continue  # decide() says None: the bulk of a large plan without refresh
         live = inventory.desktops.get(desktop_id) if inventory is not None else None
         decision = decide(group, record, live, refreshed)
+        if forced:
+            decision = replaced(decision)
         if decision is None:
             continue
         action, reason = decision
@@ -185,6 +203,17 @@ def selection(
     return picked
 
 
+def _replacements(names: Sequence[str], groups: Sequence[DesktopGroup], members: Mapping[str, Sequence[str]]) -> frozenset[str]:
+    """What ``--replace`` names; PlanError for a name that is no group and no managed desktop."""
+    if not names:
+        return frozenset()
+    known = {g.name for g in groups} | {desktop_id for ids in members.values() for desktop_id in ids}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PlanError([f"--replace {n!r} names no group or managed desktop" for n in unknown])
+    return frozenset(names)
+
+
 def plan(
     groups: Sequence[DesktopGroup],
     state: State,
@@ -201,11 +230,13 @@ def plan(
     records = dict(state.desktops)
     # Targets narrow the changes before rollout shaping, so canaries come from what is targeted.
     picked = selection(options, ordered, members, state)
+    replace = _replacements(options.replace, ordered, members)
     changes: list[Change] = []
     for group in ordered:
-        group_changes, proven = _group_changes(group, members[group.name], records, inventory)
+        group_changes, proven = _group_changes(group, members[group.name], records, inventory, replace)
         if picked is not None:
             group_changes = [c for c in group_changes if picked(c)]
+        group_changes = hold_unrebuildable(group_changes, live)
         changes += shape_rollout(group, group_changes, live, options.now, options.ignore_window, proven)
     forgotten = _forgotten(state, members)
     changes += forgotten if picked is None else [c for c in forgotten if picked(c)]
@@ -218,4 +249,6 @@ def plan(
         targets=options.targets,
         excludes=options.excludes,
         ignore_window=options.ignore_window,
+        replace=options.replace,
+        managed_desktops=len({desktop_id for ids in members.values() for desktop_id in ids}),
     )

@@ -132,6 +132,10 @@ def build_plan(
     if client is not None:
         state, inventory, observed = _refreshed(client, manifests, state, now)
     result = make_plan(manifests.groups, state, inventory, options)
+    if client is not None and inventory is not None:
+        from reconciler.catalogue import verify_images
+
+        verify_images(client, result, inventory.desktops)  # before anyone can apply the plan
     return Planned(_stamped(result, manifests, snap, now), tuple(observed))
 
 

@@ -111,13 +111,14 @@ def test_busy_desktops_are_set_aside_and_the_rest_still_go(world) -> None:
 
 def test_a_failing_group_does_not_stop_the_others(world) -> None:
     w = world(count=4, desktops=[{"id": f"b{i}", "name": f"b{i}", "image_id": "img-old", "tags": {"dept": "b"}} for i in range(3)])
-    # img-new is a private image: asking for it as "gold" is refused with 400.
-    result = w.apply(group("a", image_type="gold"), group("b"))
+    # A message over 400 characters is refused with 400 (an image of the wrong type no longer
+    # gets that far: the plan-time image check stops it before any call).
+    result = w.apply(group("a", message="x" * 401), group("b"))
     assert not result.ok
     assert set(result.failed) == set(w.names()[f"pc-{i}"] for i in range(1, 5))
     assert sorted(result.submitted) == ["b0", "b1", "b2"]
     failed = events_of(w, "batch_failed")[0]
-    assert failed["group"] == "a" and failed["status"] == 400 and "image_type" in failed["error"]
+    assert failed["group"] == "a" and failed["status"] == 400 and "message" in failed["error"]
     assert "a" in result.halted  # max_failures: 0 by default
 
 

@@ -11,6 +11,7 @@ import click
 
 from reconciler import render
 from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.catalogue import verify_images
 from reconciler.cli.common import (
     EXIT_ERROR,
     announce_lock_wait,
@@ -21,7 +22,7 @@ from reconciler.cli.common import (
     style,
     target_options,
 )
-from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, store_for
+from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, replace_option, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
 from reconciler.errors import ReconcilerError
@@ -29,6 +30,7 @@ from reconciler.manifest_check import check_manifests
 from reconciler.plan import Plan, manifest_root, read_plan_document, settings_for_apply
 from reconciler.plan_signing import plan_key, signed_by, verify
 from reconciler.render.common import plural
+from reconciler.safety import refuse_mass_rebuild
 from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, track_jobs, utc_now
 from reconciler.state import open_store
 
@@ -106,13 +108,15 @@ def _check_manifests(saved: Plan, root: Path | None, path: str, manifest_check: 
     err(style("Warning: ", fg="yellow", bold=True) + f"--no-manifest-check: {path} is applied without comparing it with the manifests")
 
 
-def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter, manifest_check: bool) -> ApplyResult:
+def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: EventPrinter, manifest_check: bool,
+                 allow_mass: bool = False) -> ApplyResult:
     # Every check that needs no state and no network comes first: a refused plan takes no lock.
     saved, document = read_plan_document(path)
     _check_signature(document, path)
     root = manifest_root(saved)
     settings = settings_for_apply(saved, path, root)
     _check_manifests(saved, root, path, manifest_check)
+    refuse_mass_rebuild(saved, allow_mass)
     store = open_store(settings)
     announce_lock_wait(store, lock_timeout)
     with apply_session(store, lock_timeout=lock_timeout) as session:
@@ -120,12 +124,13 @@ def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: Eve
         printer.plan(saved)
         with open_client(settings, os.environ) as client:
             session.observe(client)
+            verify_images(client, saved)  # the catalogue or the desktops may have changed since the plan
             return _execute(session, saved, client, _options(saved, wait), printer)
 
 
 def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPrinter) -> ApplyResult | None:
     manifests = load(paths)
-    options = plan_options(args["targets"], args["excludes"], args["ignore_window"])
+    options = plan_options(args["targets"], args["excludes"], args["ignore_window"], args["replace"])
     store = store_for(manifests)
     announce_lock_wait(store, args["lock_timeout"])
     with apply_session(store, lock_timeout=args["lock_timeout"]) as session:
@@ -135,6 +140,7 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
             else:
                 planned = build_plan(manifests, session.snap, client, options, options.now)
             printer.plan(planned.plan)
+            refuse_mass_rebuild(planned.plan, args["allow_mass_rebuild"])
             if not planned.plan.has_actions:
                 session.record(planned.observed)  # jobs seen finished are still worth recording
                 if args["wait"]:
@@ -152,6 +158,8 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
 @click.argument("paths", nargs=-1, type=click.Path(exists=True), metavar="[PLANFILE | PATH...]")
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes' confirmation.")
 @target_options
+@replace_option
+@click.option("--allow-mass-rebuild", is_flag=True, help="Apply a plan over safety.max_rebuilds_per_run (refused without it).")
 @click.option("--wait/--no-wait", default=None, help="Wait for the rebuild jobs to finish (default: each group's rollout.wait).")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS", help="How long to wait for a locked state.")
 @click.option("--ignore-window", is_flag=True, help="Rebuild even outside maintenance windows (prints a warning).")
@@ -160,8 +168,8 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
               help="Apply a PLANFILE without comparing it with the manifests it was made from (when they are not here).")
 @full_option
 @click.option("--json", "as_json", is_flag=True, help="Stream events as JSON lines on stdout.")
-def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], excludes: tuple[str, ...], wait: bool | None,
-          lock_timeout: float, ignore_window: bool, refresh_only: bool, no_manifest_check: bool, full: bool,
+def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
+          replacements: tuple[str, ...], allow_mass_rebuild: bool, wait: bool | None, lock_timeout: float, ignore_window: bool, refresh_only: bool, no_manifest_check: bool, full: bool,
           as_json: bool) -> None:
     """Rebuild the desktops a plan lists, and record every job in the state.
 
@@ -175,6 +183,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
       reconciler apply manifests/
       reconciler apply plan.json
       reconciler apply examples/quickstart --auto-approve --wait
+      reconciler apply manifests/ --replace 3f1c0000-0000-0000-0000-000000000001
     """
     printer = EventPrinter(as_json=as_json, interactive=sys.stderr.isatty(), full=full)
     is_saved = len(paths) == 1 and is_plan_file(paths[0])
@@ -183,7 +192,8 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
     try:
         result = _run(paths, is_saved, printer, dict(
             targets=targets, excludes=excludes, ignore_window=ignore_window, refresh_only=refresh_only,
-            lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait, manifest_check=not no_manifest_check))
+            lock_timeout=lock_timeout, auto_approve=auto_approve, wait=wait, manifest_check=not no_manifest_check,
+            replace=replacements, allow_mass_rebuild=allow_mass_rebuild))
     except KeyboardInterrupt:
         printer.finish()
         raise interrupted(printer) from None
@@ -194,10 +204,14 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
 def _run(paths: tuple[str, ...], is_saved: bool, printer: EventPrinter, args: dict[str, Any]) -> ApplyResult | None:
     result: ApplyResult | None
     if is_saved:
-        if args["targets"] or args["excludes"] or args["refresh_only"] or args["ignore_window"]:
-            raise click.UsageError("a saved plan is applied as it is: --target, --exclude, --refresh-only and --ignore-window belong to `plan`")
-        result = _apply_saved(paths[0], args["wait"], args["lock_timeout"], printer, args["manifest_check"])
+        if args["targets"] or args["excludes"] or args["refresh_only"] or args["ignore_window"] or args["replace"]:
+            raise click.UsageError("a saved plan is applied as it is: --target, --exclude, --replace, --refresh-only and "
+                                   "--ignore-window belong to `plan`")
+        result = _apply_saved(paths[0], args["wait"], args["lock_timeout"], printer, args["manifest_check"],
+                              args["allow_mass_rebuild"])
     else:
+        if args["refresh_only"] and args["replace"]:
+            raise click.UsageError("--refresh-only rebuilds nothing: --replace cannot go with it")
         if not args["manifest_check"]:
             raise click.UsageError("--no-manifest-check is for a saved plan: `apply PATH...` plans from the manifests it reads")
         result = _apply_fresh(paths, args, printer)

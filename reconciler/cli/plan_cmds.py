@@ -17,6 +17,7 @@ import click
 from reconciler import render
 from reconciler.cli.common import (
     EXIT_CHANGES,
+    F,
     chdir_option,
     err,
     full_option,
@@ -155,10 +156,16 @@ def _validate_json(paths: tuple[str, ...]) -> None:
               "files": list(manifests.files), "groups": len(manifests.groups), "desktop_ids": ids})
 
 
-def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_window: bool) -> PlanOptions:
+def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_window: bool,
+                 replace: tuple[str, ...] = ()) -> PlanOptions:
     if ignore_window:
         err(style("Warning: ", fg="yellow", bold=True) + "--ignore-window: maintenance windows are ignored")
-    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, now=datetime.now(UTC))
+    return PlanOptions(targets=targets, excludes=excludes, ignore_window=ignore_window, replace=replace, now=datetime.now(UTC))
+
+
+def replace_option(func: F) -> F:
+    return click.option("--replace", "replacements", multiple=True, metavar="ID|GROUP",
+                        help="Rebuild this desktop, or every desktop of this group, even if it runs the desired image (repeatable).")(func)
 
 
 @click.command()
@@ -166,12 +173,13 @@ def plan_options(targets: tuple[str, ...], excludes: tuple[str, ...], ignore_win
 @click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan to FILE for `reconciler apply FILE`.")
 @click.option("--refresh/--no-refresh", default=True, show_default=True, help="Read the live fleet (desktops, jobs) before planning.")
 @target_options
+@replace_option
 @click.option("--ignore-window", is_flag=True, help="Plan rebuilds even for groups outside their maintenance window.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are (deferred rebuilds count), 1 on error.")
 @full_option
 @json_option("Write the plan document (the same JSON as -o) to stdout.")
 def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
-         ignore_window: bool, detailed_exitcode: bool, full: bool, as_json: bool) -> None:
+         replacements: tuple[str, ...], ignore_window: bool, detailed_exitcode: bool, full: bool, as_json: bool) -> None:
     """Show which desktops need a rebuild, and why. Changes nothing.
 
     Compares the manifests with the recorded state and (by default) the live fleet. A plan
@@ -187,7 +195,7 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
         check_writable(out_file)
     with collector_paused():
         manifests, snap = load_with_state(paths)
-        planned = make_plan(manifests, snap, refresh, plan_options(targets, excludes, ignore_window))
+        planned = make_plan(manifests, snap, refresh, plan_options(targets, excludes, ignore_window, replacements))
     base_dir = manifests.settings.base_dir
     made = replace(planned.plan, manifest_root=root_as_named(base_dir), manifest_sources=recorded_sources(paths, base_dir))
     document = plan_to_json(made, key) if out_file or as_json else {}

@@ -24,6 +24,7 @@ from reconciler.model import (
     Image,
     Location,
     Rollout,
+    SafetySettings,
     Selector,
     Settings,
     StateSettings,
@@ -190,4 +191,7 @@ def build_settings(document: Mapping[str, Any], source: Location, base_dir: str)
         spec["state"] = StateSettings.from_json(spec["state"])
     if "api" in spec:
         spec["api"] = _api(spec["api"])
+    if "safety" in spec:
+        limit = spec["safety"].get("max_rebuilds_per_run")
+        spec["safety"] = SafetySettings(None if limit is None else _budget(limit))
     return Settings(**spec, **fields)

@@ -10,6 +10,7 @@ from typing import Any
 
 from reconciler.model import Action, Change, DesktopGroup, Reason
 from reconciler.plan import Plan
+from reconciler.safety import mass_rebuild
 
 Style = Callable[..., str]
 
@@ -33,6 +34,8 @@ REASON_TEXT = {
     Reason.IN_PROGRESS: "a rebuild is still running",
     Reason.USER_CONNECTED: "a user is connected",
     Reason.OUTSIDE_WINDOW: "outside the maintenance window",
+    Reason.REPLACE_REQUESTED: "replacement requested (--replace)",
+    Reason.NOT_REBUILDABLE: "cannot be rebuilt now (frozen, maintenance, status)",
 }
 # Review order: what needs attention first. Canary rebuilds lead their group (they go first).
 ACTION_ORDER = {Action.REBUILD: 0, Action.ADOPT: 1, Action.FORGET: 2, Action.WAIT: 3}
@@ -148,6 +151,9 @@ def caveats(plan: Plan, refresh_only: bool) -> list[str]:
         lines.append(f"Partial plan ({' '.join(chosen)}): desktops outside it are left as they are.")
     if plan.ignore_window and not refresh_only:  # refresh-only rebuilds nothing: windows do not matter
         lines.append("Maintenance windows are ignored (--ignore-window).")
+    excess = mass_rebuild(plan)
+    if excess is not None:
+        lines.append(f"Over the safety limit: {excess.describe()}. apply refuses this plan unless --allow-mass-rebuild is given.")
     return lines
 
 

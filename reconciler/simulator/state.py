@@ -177,6 +177,8 @@ class SimState:
                 "bucket": self.bucket.to_dict(),
                 "rng": {"faults": _rng_state(self.rng_faults), "jobs": _rng_state(self.rng_jobs)},
                 "counters": dict(self.counters),
+                # Kept across commands, so the embedded simulator's stats count a whole session.
+                "stats": [[api, outcome, count] for (api, outcome), count in sorted(self.stats.items())],
             }
 
     @classmethod
@@ -201,4 +203,5 @@ class SimState:
         state.rng_faults = _rng_from(data["rng"]["faults"])
         state.rng_jobs = _rng_from(data["rng"]["jobs"])
         state.counters = dict(data["counters"])
+        state.stats.update({(api, outcome): count for api, outcome, count in data.get("stats", ())})
         return state
