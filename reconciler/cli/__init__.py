@@ -13,6 +13,7 @@ COMMANDS = {
     "plan": "reconciler.cli.plan_cmds:plan",
     "apply": "reconciler.cli.apply_cmd:apply",
     "show": "reconciler.cli.plan_cmds:show",
+    "plan-diff": "reconciler.cli.compare_cmd:plan_diff",
     "state": "reconciler.cli.state_cmds:state",
     "jobs": "reconciler.cli.state_cmds:jobs",
     "force-unlock": "reconciler.cli.state_cmds:force_unlock",
