@@ -211,7 +211,7 @@ def test_absent_manifests_need_no_manifest_check(project: Project) -> None:
     applied without its manifests, but only when asked to."""
     settings = project.manifests / "settings.yaml"
     state = project.root / "state" / "state.json"
-    settings.write_text(settings.read_text().replace("path: .reconciler/state.json", f"path: {state}"))
+    settings.write_text(settings.read_text().replace("path: .reconciler/state.json", f"path: {state}\n    path_outside_manifests: true"))
     project.plan()
     project.manifests.rename(project.root / "moved-away")
     calls = project.calls()
