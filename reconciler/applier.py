@@ -44,6 +44,9 @@ class ApplyOptions:
     wait: bool | None = None  # None: each group's rollout.wait decides
     poll_interval: float = 15.0
     max_concurrent_calls: int = 4
+    # Set from outside (a signal): send nothing more, let the calls in flight return, stop
+    # waiting for jobs. What was not sent is left for the next run, which follows what was.
+    stop: threading.Event | None = None
 
 
 @dataclass
@@ -190,11 +193,12 @@ class Applier:
         while True:
             slots = self.options.max_concurrent_calls - len(running)
             self._close_windows(runs)
+            stopping = self._stopping(runs)
             for run in runs:
                 for batch in run.take(slots):
                     running[pool.submit(self._send, batch)] = run
                     slots -= 1
-            watched = self._watched(runs)
+            watched = [] if stopping else self._watched(runs)
             if not running and not watched:
                 return
             if running:
@@ -202,7 +206,7 @@ class Applier:
                 for future in done:
                     self._returned(running.pop(future), future.result())
             else:
-                self._sleep(max(0.0, self.options.poll_interval - (time.monotonic() - last_poll)))
+                self._pause(max(0.0, self.options.poll_interval - (time.monotonic() - last_poll)))
             if watched and time.monotonic() - last_poll >= self.options.poll_interval:
                 self._poll_patiently(watched)
                 last_poll = time.monotonic()
@@ -216,6 +220,19 @@ class Applier:
             reason = window_closed(run.group, now, self._ignore_window)
             if reason is not None:
                 run.defer(f"outside_window: {reason}")
+
+    def _stopping(self, runs: Sequence[GroupRun]) -> bool:
+        if self.options.stop is None or not self.options.stop.is_set():
+            return False
+        for run in runs:
+            run.defer("stopping")
+        return True
+
+    def _pause(self, seconds: float) -> None:
+        if self.options.stop is None:
+            self._sleep(seconds)
+        else:
+            self.options.stop.wait(seconds)  # a stop request ends the pause at once
 
     def _poll_patiently(self, runs: Sequence[GroupRun]) -> None:
         """A look at the jobs that fails (after the client's own retries) is tried again at the

@@ -195,6 +195,23 @@ class StateSettings:
         return cls(**fields)
 
 
+# What `watch` and `apply` can notify (Settings ``notifications[].events``, all when empty).
+NOTIFICATION_EVENTS = ("drift_detected", "apply_started", "apply_finished", "group_halted", "rebuild_failed", "cycle_failed")
+NOTIFICATION_FORMATS = ("json", "slack", "feishu", "dingtalk", "wecom")
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationTarget:
+    """A webhook to POST events to. Exactly one of ``url`` and ``url_env`` (the name of an
+    environment variable holding the URL: robot URLs carry their token). ``format`` None:
+    recognised by the URL's host, else plain JSON."""
+
+    url: str | None = None
+    url_env: str | None = None
+    events: tuple[str, ...] = ()
+    format: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class SafetySettings:
     # At most this many rebuilds in one run, as a count or a percentage of the managed
@@ -215,6 +232,7 @@ class Settings:
     state: StateSettings = StateSettings()
     api: ApiSettings = ApiSettings()
     safety: SafetySettings = SafetySettings()
+    notifications: tuple[NotificationTarget, ...] = ()
     base_dir: str = "."
     source: Location = Location("<unknown>")
 

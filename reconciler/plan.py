@@ -161,6 +161,9 @@ def group_from_json(data: dict[str, Any]) -> DesktopGroup:
 
 def settings_to_json(settings: Settings) -> dict[str, Any]:
     data = asdict(settings)
+    # Webhook URLs may carry tokens, and plans hold no secrets: `apply PLANFILE` notifies
+    # the --notify URLs it is given.
+    data.pop("notifications", None)
     data["source"] = {"file": settings.source.file, "line": settings.source.line}
     limit = settings.safety.max_rebuilds_per_run
     data["safety"] = {"max_rebuilds_per_run": None if limit is None else budget_to_json(limit)}
@@ -178,6 +181,7 @@ def _safety_from_json(data: dict[str, Any] | None) -> SafetySettings:
 
 
 def settings_from_json(data: dict[str, Any]) -> Settings:
+    data = {k: v for k, v in data.items() if k != "notifications"}
     return Settings(
         **{
             **data,

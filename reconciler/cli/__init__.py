@@ -18,6 +18,7 @@ COMMANDS = {
     "jobs": "reconciler.cli.state_cmds:jobs",
     "force-unlock": "reconciler.cli.state_cmds:force_unlock",
     "simulator": "reconciler.simulator.cli:simulator",
+    "watch": "reconciler.cli.watch_cmd:watch",
 }
 # What `reconciler --help` lists, so that listing imports none of the commands (the simulator
 # brings jsonschema and httpx). A test checks each is its command's own first sentence.

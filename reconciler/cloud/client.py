@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -165,6 +165,13 @@ class WorkspaceClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def on_response(self, hook: Callable[[httpx.Response], None]) -> None:
+        """Have ``hook`` see every HTTP response, retries included (``watch`` counts API calls
+        with it). It runs on the calling thread and must not raise."""
+        hooks = self._http.event_hooks
+        hooks["response"] = [*hooks.get("response", []), hook]
+        self._http.event_hooks = hooks
 
     def __enter__(self) -> WorkspaceClient:
         return self

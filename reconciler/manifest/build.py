@@ -23,6 +23,7 @@ from reconciler.model import (
     FailureBudget,
     Image,
     Location,
+    NotificationTarget,
     Rollout,
     SafetySettings,
     Selector,
@@ -54,6 +55,9 @@ def settings_findings(document: Mapping[str, Any]) -> list[Finding]:
             validate_endpoint(spec["endpoint"])
         except ConfigurationError as exc:
             findings.append(Finding(("spec", "endpoint"), str(exc)))
+    for index, target in enumerate(spec.get("notifications") or ()):
+        if ("url" in target) == ("url_env" in target):
+            findings.append(Finding(("spec", "notifications", index), "give exactly one of url or url_env"))
     return findings + _horizon_findings(spec.get("api") or {})
 
 
@@ -194,4 +198,13 @@ def build_settings(document: Mapping[str, Any], source: Location, base_dir: str)
     if "safety" in spec:
         limit = spec["safety"].get("max_rebuilds_per_run")
         spec["safety"] = SafetySettings(None if limit is None else _budget(limit))
+    if "notifications" in spec:
+        spec["notifications"] = tuple(_notification(target) for target in spec["notifications"])
     return Settings(**spec, **fields)
+
+
+def _notification(target: Mapping[str, Any]) -> NotificationTarget:
+    fields = dict(target)
+    if "events" in fields:
+        fields["events"] = tuple(fields["events"])
+    return NotificationTarget(**fields)

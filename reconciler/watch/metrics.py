@@ -1,0 +1,94 @@
+"""The Prometheus metrics of ``reconciler watch``, in a registry of their own. No I/O (the HTTP
+server renders them).
+
+Gauges describe the last cycle (set afresh each time, so a group that left the manifests
+leaves the metrics); counters add up over the process's life.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import httpx
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from reconciler.watch.status import CycleReport, FleetStatus
+
+# Workspace API paths (after /v2/{project_id}/) and the names the official SDK gives them.
+API_NAMES = (
+    ("POST", re.compile(r"^desktops/rebuild$"), "rebuild"),
+    ("GET", re.compile(r"^desktops/detail$"), "list_desktops"),
+    ("GET", re.compile(r"^desktops/[^/]+$"), "show_desktop"),
+    ("GET", re.compile(r"^workspace-jobs/[^/]+$"), "show_job"),
+    ("GET", re.compile(r"^workspace-sub-jobs$"), "list_sub_jobs"),
+)
+# No `*_created` series: they double the output and no alert or dashboard reads them.
+prometheus_client.disable_created_metrics()
+
+CYCLE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+def api_name(method: str, path: str) -> str | None:
+    """``list_desktops`` for ``GET /v2/{project}/desktops/detail``; None for calls outside the
+    Workspace API (IAM tokens)."""
+    parts = path.split("/", 3)
+    if len(parts) < 4 or parts[1] != "v2":
+        return None
+    for wanted, pattern, name in API_NAMES:
+        if method == wanted and pattern.match(parts[3]):
+            return name
+    return "other"
+
+
+class WatchMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.desktops = Gauge("reconciler_desktops", "Managed desktops by group and status, as of the last plan.",
+                              ["group", "status"], registry=r)
+        self.plan_changes = Gauge("reconciler_plan_changes", "Changes in the last plan.", ["group", "action", "reason"], registry=r)
+        self.cycle_duration = Histogram("reconciler_cycle_duration_seconds", "How long a watch cycle took.",
+                                        buckets=CYCLE_BUCKETS, registry=r)
+        self.last_cycle = Gauge("reconciler_last_cycle_timestamp_seconds", "When the last cycle finished (Unix time).", registry=r)
+        self.last_success = Gauge("reconciler_last_cycle_success", "1 if the last cycle succeeded, else 0.", registry=r)
+        self.cycles = Counter("reconciler_cycles_total", "Watch cycles run, by outcome.", ["outcome"], registry=r)
+        self.submitted = Counter("reconciler_rebuilds_submitted_total", "Desktops whose rebuild this process submitted.",
+                                 ["group"], registry=r)
+        self.jobs = Gauge("reconciler_rebuild_jobs", "Rebuild jobs recorded in the state, by status.", ["status"], registry=r)
+        self.api_calls = Counter("reconciler_api_calls_total", "Workspace API responses, by API and HTTP status.",
+                                 ["api", "code"], registry=r)
+        self.lock_busy = Counter("reconciler_lock_busy_total", "Cycles that skipped applying because another run held the lock.",
+                                 registry=r)
+        self.notifications_failed = Counter("reconciler_notifications_failed_total", "Notifications given up after retries.",
+                                            registry=r)
+
+    def count_response(self, response: httpx.Response) -> None:
+        """An httpx response hook for the Workspace client."""
+        name = api_name(response.request.method, urlsplit(str(response.request.url)).path)
+        if name is not None:
+            self.api_calls.labels(name, str(response.status_code)).inc()
+
+    def fleet(self, fleet: FleetStatus) -> None:
+        self.desktops.clear()
+        for group in fleet.groups:
+            for status, count in group.counts.items():
+                self.desktops.labels(group.name, status).set(count)
+        self.plan_changes.clear()
+        for (group_name, action, reason), count in fleet.plan_changes.items():
+            self.plan_changes.labels(group_name, action, reason).set(count)
+        self.jobs.clear()
+        for status, count in fleet.job_counts.items():
+            self.jobs.labels(status).set(count)
+
+    def cycle(self, report: CycleReport, finished_at: float) -> None:
+        self.cycle_duration.observe(report.duration_seconds)
+        self.last_cycle.set(finished_at)
+        self.last_success.set(1 if report.ok else 0)
+        self.cycles.labels("success" if report.ok else "failed").inc()
+        if report.lock_busy:
+            self.lock_busy.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
