@@ -1,0 +1,224 @@
+"""`reconciler watch` against a served simulator: drift corrected within two cycles, windows
+honoured, metrics that match the simulator, readiness, notifications, and SIGTERM mid-apply.
+The watch runs as a subprocess; tests synchronise on its log lines, never on sleeps."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from watch_support import (
+    CREDENTIALS,
+    Sink,
+    WatchProcess,
+    desktops,
+    fleet,
+    group,
+    metric_samples,
+    write_manifests,
+)
+
+from reconciler.cli import main
+
+
+@pytest.fixture
+def watches(reconciler_command: list[str]) -> Iterator[Callable[..., WatchProcess]]:
+    started: list[WatchProcess] = []
+
+    def start(path: Path, *args: str, env: dict[str, str] | None = None) -> WatchProcess:
+        started.append(WatchProcess(reconciler_command, path, *args, env=env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.close()
+
+
+@pytest.fixture
+def mdir(tmp_path: Path) -> Path:
+    """The manifest directory (the served fleet files live in tmp_path itself)."""
+    return tmp_path / "manifests"
+
+
+@pytest.fixture
+def sinks() -> Iterator[Callable[..., Sink]]:
+    made: list[Sink] = []
+
+    def make(status: int = 200) -> Sink:
+        made.append(Sink(status))
+        return made[-1]
+
+    yield make
+    for sink in made:
+        sink.close()
+
+
+def apply(path: Path) -> None:
+    result = CliRunner().invoke(main, ["apply", str(path), "--auto-approve", "--wait"], env=CREDENTIALS)
+    assert result.exit_code == 0, result.output
+
+
+def rebuilds(sim: Any) -> dict[str, int]:
+    return {i: d["rebuild_count"] for i, d in sim.desktops().items()}
+
+
+FIN = desktops("fin", 3)
+LAB = desktops("lab", 2)
+
+
+def test_drift_is_rebuilt_back_within_two_cycles_exactly_once(mdir: Path, serve_fleet: Any, watches: Any) -> None:
+    sim = serve_fleet(fleet(*FIN, *LAB))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN]), group("lab", [d["id"] for d in LAB]))
+    apply(mdir)
+    watch = watches(mdir, "--interval", "1", "--apply", "drift")
+    watch.cycle(1)
+    before = rebuilds(sim)
+    assert sim.admin.patch("/_simulator/desktops/fin-001", json={"image_id": "img-rogue"}).status_code == 200
+    injected_after = watch.last_cycle()
+
+    applied = watch.wait_for(r"^cycle (\d+): ok .*applied: 1 rebuilds submitted")
+    assert int(applied.group(1)) <= injected_after + 2
+    # Two more cycles: the job finishes and is recorded; nothing is sent again.
+    done = int(applied.group(1)) + 2
+    watch.cycle(done)
+    after = rebuilds(sim)
+    assert after == {**before, "fin-001": before["fin-001"] + 1}
+    assert sim.desktops()["fin-001"]["image_id"] == "img-new"
+    assert len([line for line in watch.lines if "rebuilds submitted" in line and "applied: 0" not in line]) == 1
+
+
+def _window(opens_in_hours: float) -> dict[str, Any]:
+    start = datetime.now(UTC) + timedelta(hours=opens_in_hours)
+    end = start + timedelta(hours=2)
+    return {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"), "timezone": "UTC"}
+
+
+def test_a_closed_window_group_is_untouched_while_an_open_one_is_rebuilt(mdir: Path, serve_fleet: Any, watches: Any) -> None:
+    sim = serve_fleet(fleet(*FIN, *LAB))
+    write_manifests(mdir, sim.url,
+                    group("finance", [d["id"] for d in FIN], window=_window(-1)),  # opened an hour ago
+                    group("lab", [d["id"] for d in LAB], window=_window(6)))  # opens in six hours
+    watch = watches(mdir, "--interval", "3600", "--apply", "all")
+    watch.wait_for(r"^cycle 1: ok .*applied: 3 rebuilds submitted")
+    counts = rebuilds(sim)
+    assert [counts[d["id"]] for d in FIN] == [1, 1, 1]
+    assert [counts[d["id"]] for d in LAB] == [0, 0]
+    status = watch.http.get("/api/status").json()
+    lab = next(g for g in status["groups"] if g["name"] == "lab")
+    assert lab["window_open"] is False and lab["next_opening"]
+    assert lab["counts"]["waiting"] == 2
+    # The next cycle is due when lab's window opens (six hours), not later: the interval is an hour.
+    assert datetime.fromisoformat(status["next_cycle"]) <= datetime.now(UTC) + timedelta(hours=1)
+
+
+def test_metrics_parse_and_match_the_simulator(mdir: Path, serve_fleet: Any, watches: Any) -> None:
+    sim = serve_fleet(fleet(*FIN, *desktops("lab", 4, image="img-new")))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN], batch_size=2),
+                    group("lab", [f"lab-{n:03d}" for n in range(4)]))
+    watch = watches(mdir, "--interval", "3600", "--apply", "all")
+    watch.cycle(1)
+    samples = metric_samples(watch.http.get("/metrics").text)
+    stats = sim.admin.get("/_simulator/stats").json()["calls"]
+
+    assert samples[("reconciler_rebuilds_submitted_total", (("group", "finance"),))] == sum(rebuilds(sim).values()) == 3
+    api_calls = {dict(labels)["api"] + ":" + dict(labels)["code"]: value
+                 for (name, labels), value in samples.items() if name == "reconciler_api_calls_total"}
+    assert api_calls == {f"{api}:{code}": float(n) for api, outcomes in stats.items() for code, n in outcomes.items()}
+    assert samples[("reconciler_desktops", (("group", "lab"), ("status", "current")))] == 4  # lab adopted: current
+    assert samples[("reconciler_desktops", (("group", "finance"), ("status", "waiting")))] == 3  # rebuilding now
+    assert samples[("reconciler_plan_changes", (("action", "rebuild"), ("group", "finance"), ("reason", "not_recorded")))] == 3
+    assert samples[("reconciler_last_cycle_success", ())] == 1
+    assert samples[("reconciler_cycle_duration_seconds_count", ())] == 1
+    assert samples[("reconciler_lock_busy_total", ())] == 0
+    jobs = json.loads((mdir / ".reconciler" / "state.json").read_text())["jobs"]
+    assert sum(v for (n, _), v in samples.items() if n == "reconciler_rebuild_jobs") == len(jobs) == 2
+
+
+def test_readyz_flips_on_broken_manifests_and_cycle_failed_is_notified_once(
+    mdir: Path, serve_fleet: Any, watches: Any, sinks: Any
+) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN]))
+    sink = sinks()
+    watch = watches(mdir, "--interval", "0.5", "--apply", "none", "--notify", sink.url)
+    watch.cycle(1)
+    assert watch.http.get("/readyz").status_code == 200
+    good = (mdir / "manifests.yaml").read_text()
+    (mdir / "manifests.yaml").write_text(good.replace("kind: DesktopGroup", "kind: DesktopGroupp"))
+    failed = watch.wait_for(r"^cycle (\d+): FAILED .*manifests: .*last good manifests")
+    ready = watch.http.get("/readyz")
+    assert ready.status_code == 503 and "last good manifests" in ready.text
+    watch.cycle(int(failed.group(1)) + 1)  # fails again: notified once only
+    status = watch.http.get("/api/status").json()
+    assert status["ready"] is False and status["groups"][0]["name"] == "finance"  # still reconciling finance
+    (mdir / "manifests.yaml").write_text(good)
+    watch.wait_for(r"^cycle \d+: ok", after=watch.index(r"^cycle %s: FAILED" % (int(failed.group(1)) + 1)))
+    assert watch.http.get("/readyz").status_code == 200
+    assert watch.terminate() == 0
+    assert sink.events().count("cycle_failed") == 1
+
+
+def test_each_event_reaches_the_sink_once(mdir: Path, serve_fleet: Any, reconciler_command: list[str], sinks: Any) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    ids = [d["id"] for d in FIN]
+    write_manifests(mdir, sim.url, group("finance", ids))
+    apply(mdir)
+    sim.admin.patch("/_simulator/desktops/fin-000", json={"image_id": "img-rogue", "fail_rebuilds": True})
+    sim.admin.patch("/_simulator/desktops/fin-002", json={"image_id": "img-rogue"})
+    write_manifests(mdir, sim.url, group("finance", ids, wait=True, batch_size=1))
+    sink = sinks()
+    watch = WatchProcess(reconciler_command, mdir, "--once", "--apply", "drift", "--notify", sink.url)
+    try:
+        # A failed rebuild is reported (events, metrics, status page), not a failed cycle.
+        assert watch.process.wait(timeout=60) == 0, "\n".join(watch.lines)
+    finally:
+        watch.close()
+    assert sorted(sink.events()) == ["apply_finished", "apply_started", "drift_detected", "group_halted", "rebuild_failed"]
+    drift = next(b for b in sink.bodies if b["event"] == "drift_detected")
+    assert drift["desktop_ids"] == ["fin-000", "fin-002"] and drift["groups"] == {"finance": 2}
+    assert all(path == "/hook/SECRET-TOKEN-123?key=ALSO-SECRET" for path in sink.paths)
+
+
+def test_a_failing_sink_never_fails_the_cycle_and_is_counted(mdir: Path, serve_fleet: Any, watches: Any, sinks: Any) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN]))
+    sink = sinks(status=500)
+    watch = watches(mdir, "--interval", "3600", "--apply", "all", "--notify", sink.url)
+    watch.wait_for(r"^cycle 1: ok .*applied: 3 rebuilds submitted")
+    # apply_started and apply_finished, each tried three times, then given up and counted.
+    watch.wait_for(r"notification apply_finished to http://127\.0\.0\.1:\d+/\*\*\* failed")
+    samples = metric_samples(watch.http.get("/metrics").text)
+    assert samples[("reconciler_notifications_failed_total", ())] == 2
+    assert samples[("reconciler_last_cycle_success", ())] == 1
+    assert len(sink.bodies) == 6
+    assert watch.terminate() == 0
+    assert not any("SECRET" in line for line in watch.lines)
+
+
+def test_sigterm_during_an_apply_exits_0_and_the_restart_rebuilds_nothing_twice(
+    mdir: Path, serve_fleet: Any, watches: Any
+) -> None:
+    fleet_desktops = desktops("fin", 12)
+    sim = serve_fleet(fleet(*fleet_desktops, latency_seconds=0.2, job_seconds=0.5))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in fleet_desktops], batch_size=1))
+    watch = watches(mdir, "--interval", "3600", "--apply", "all")
+    watch.wait_for(r"rebuild of 1 desktops submitted")
+    assert watch.terminate(signal.SIGTERM, timeout=10) == 0
+    assert any("deferred to a later run (stopping)" in line for line in watch.lines)
+    state_dir = mdir / ".reconciler"
+    assert not (state_dir / "state.json.journal").exists() or (state_dir / "state.json.journal").read_text() == ""
+    state = json.loads((state_dir / "state.json").read_text())
+    recorded = {i for i, r in state["desktops"].items() if r.get("job")}
+    sent = {i for i, n in rebuilds(sim).items() if n}
+    assert recorded == sent and 0 < len(sent) < 12
+
+    restart = watches(mdir, "--once", "--apply", "all")
+    assert restart.process.wait(timeout=60) == 0, "\n".join(restart.lines)
+    counts = rebuilds(sim)
+    assert max(counts.values()) == 1 and sum(counts.values()) == 12
