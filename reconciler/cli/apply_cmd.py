@@ -22,6 +22,7 @@ from reconciler.cli.common import (
     style,
     target_options,
 )
+from reconciler.cli.notifying import NotifyingPrinter
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, replace_option, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
@@ -167,10 +168,12 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
 @click.option("--no-manifest-check", is_flag=True,
               help="Apply a PLANFILE without comparing it with the manifests it was made from (when they are not here).")
 @full_option
+@click.option("--notify", "notify_urls", multiple=True, metavar="URL",
+              help="POST events (drift, apply started/finished, halted groups, failed rebuilds) to this webhook (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Stream events as JSON lines on stdout.")
 def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], excludes: tuple[str, ...],
           replacements: tuple[str, ...], allow_mass_rebuild: bool, wait: bool | None, lock_timeout: float, ignore_window: bool, refresh_only: bool, no_manifest_check: bool, full: bool,
-          as_json: bool) -> None:
+          notify_urls: tuple[str, ...], as_json: bool) -> None:
     """Rebuild the desktops a plan lists, and record every job in the state.
 
     With a PLANFILE (from `plan -o`) it applies exactly that plan, and refuses it if the state
@@ -185,7 +188,7 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
       reconciler apply examples/quickstart --auto-approve --wait
       reconciler apply manifests/ --replace 3f1c0000-0000-0000-0000-000000000001
     """
-    printer = EventPrinter(as_json=as_json, interactive=sys.stderr.isatty(), full=full)
+    printer = NotifyingPrinter(notify_urls=notify_urls, as_json=as_json, interactive=sys.stderr.isatty(), full=full)
     is_saved = len(paths) == 1 and is_plan_file(paths[0])
     if as_json and not (auto_approve or is_saved):
         raise click.UsageError("apply --json cannot ask for confirmation: add --auto-approve, or apply a saved plan")
@@ -197,6 +200,8 @@ def apply(paths: tuple[str, ...], auto_approve: bool, targets: tuple[str, ...], 
     except KeyboardInterrupt:
         printer.finish()
         raise interrupted(printer) from None
+    finally:
+        printer.close()
     if result is not None and not result.ok:
         raise SystemExit(EXIT_ERROR)
 

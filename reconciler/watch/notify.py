@@ -188,5 +188,5 @@ class Notifier:
                 return
             if attempt < self.attempts and self._closing.wait(self.backoff * 2 ** (attempt - 1)):
                 break
+        self.on_failure()  # counted before it is logged: whoever reads the log sees it counted
         log.warning("notification %s to %s failed after retries: %s", notice.kind, target.shown, problem)
-        self.on_failure()

@@ -105,7 +105,7 @@ def render_page(status: Mapping[str, Any]) -> str:
     refresh = int(max(5, min(30, float(status.get("interval_seconds") or 30))))
     groups = "".join(_group(g) for g in status.get("groups", ())) or '<p class="muted">No groups yet.</p>'
     jobs = _table(("job", "group", "status", "desktops", "submitted", "finished"),
-                  [(j["id"], j["group"], j["status"], j["desktops"], j["submitted_at"], j["finished_at"] or "-")
+                  [(j["id"][:12], j["group"], j["status"], j["desktops"], j["submitted_at"], j["finished_at"] or "-")
                    for j in status.get("jobs", {}).get("recent", ())], "job", "No rebuild jobs recorded.")
     failures = _table(("desktop", "name", "group", "when", "reason"),
                       [(f["desktop_id"], f["name"] or "-", f["group"], f["at"], f["reason"]) for f in status.get("failures", ())],
