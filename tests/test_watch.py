@@ -5,6 +5,7 @@ The watch runs as a subprocess; tests synchronise on its log lines, never on sle
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -82,7 +83,7 @@ def test_drift_is_rebuilt_back_within_two_cycles_exactly_once(mdir: Path, serve_
     assert sim.admin.patch("/_simulator/desktops/fin-001", json={"image_id": "img-rogue"}).status_code == 200
     injected_after = watch.last_cycle()
 
-    applied = watch.wait_for(r"^cycle (\d+): ok .*applied: 1 rebuilds submitted")
+    applied = watch.wait_for(r"^cycle (\d+): ok .*applied: 1 rebuild submitted")
     assert int(applied.group(1)) <= injected_after + 2
     # Two more cycles: the job finishes and is recorded; nothing is sent again.
     done = int(applied.group(1)) + 2
@@ -90,7 +91,7 @@ def test_drift_is_rebuilt_back_within_two_cycles_exactly_once(mdir: Path, serve_
     after = rebuilds(sim)
     assert after == {**before, "fin-001": before["fin-001"] + 1}
     assert sim.desktops()["fin-001"]["image_id"] == "img-new"
-    assert len([line for line in watch.lines if "rebuilds submitted" in line and "applied: 0" not in line]) == 1
+    assert len([line for line in watch.lines if re.search(r"applied: [1-9]\d* rebuilds? submitted", line)]) == 1
 
 
 def _window(opens_in_hours: float) -> dict[str, Any]:
@@ -208,7 +209,7 @@ def test_sigterm_during_an_apply_exits_0_and_the_restart_rebuilds_nothing_twice(
     sim = serve_fleet(fleet(*fleet_desktops, latency_seconds=0.2, job_seconds=0.5))
     write_manifests(mdir, sim.url, group("finance", [d["id"] for d in fleet_desktops], batch_size=1))
     watch = watches(mdir, "--interval", "3600", "--apply", "all")
-    watch.wait_for(r"rebuild of 1 desktops submitted")
+    watch.wait_for(r"rebuild of 1 desktop submitted")
     assert watch.terminate(signal.SIGTERM, timeout=10) == 0
     assert any("deferred to a later run (stopping)" in line for line in watch.lines)
     state_dir = mdir / ".reconciler"

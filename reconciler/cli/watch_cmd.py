@@ -15,6 +15,7 @@ import click
 from reconciler.cli.common import EXIT_ERROR, err
 from reconciler.cli.progress import describe
 from reconciler.manifest import load_manifests
+from reconciler.render.common import plural
 from reconciler.watch.cycle import Cycle, WatchConfig
 from reconciler.watch.http import StatusServer, parse_listen
 from reconciler.watch.loop import Watcher
@@ -33,7 +34,7 @@ def _cycle_line(report: CycleReport) -> str:
     what = "another run holds the lock: reported only" if report.lock_busy else "nothing to apply"
     if report.applied:
         summary = report.summary
-        what = f"applied: {summary.get('rebuilds_submitted', 0)} rebuilds submitted, {summary.get('failed', 0)} failed"
+        what = f"applied: {plural(summary.get('rebuilds_submitted', 0), 'rebuild')} submitted, {summary.get('failed', 0)} failed"
     commit = f" at {report.commit[:12]}" if report.commit else ""
     return f"cycle {report.number}{commit}: ok ({report.duration_seconds:.1f}s), {what}"
 

@@ -150,17 +150,22 @@ class Cycle:
         self._failure = error
 
     def _reconcile(self, manifests: ManifestSet) -> _Found:
-        settings = manifests.settings
-        store = open_store(settings.state.backend, settings.state_file)
-        if self.config.mode is ApplyMode.NONE:
-            return self._report_only(manifests, store)
+        store = open_store(manifests.settings, self.config.env)
         try:
-            with apply_session(store, lock_timeout=self.config.lock_timeout, operation="watch") as session:
-                return self._plan_and_apply(manifests, session)
-        except StateLocked:
-            found = self._report_only(manifests, store)
-            found.lock_busy = True
-            return found
+            if self.config.mode is ApplyMode.NONE:
+                return self._report_only(manifests, store)
+            try:
+                with apply_session(store, lock_timeout=self.config.lock_timeout, operation="watch") as session:
+                    return self._plan_and_apply(manifests, session)
+            except StateLocked:
+                found = self._report_only(manifests, store)
+                found.lock_busy = True
+                return found
+        finally:
+            # A store holds a database connection or a journal file: one cycle's, not the process's.
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
 
     def _plan(self, manifests: ManifestSet, client: Any, base: Snapshot) -> Planned:
         now = self.clock()
