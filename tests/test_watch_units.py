@@ -22,9 +22,10 @@ from reconciler.manifest import ManifestError, load_manifests
 from reconciler.model import Action, Change, DesktopGroup, Image, NotificationTarget, Reason, Rollout, Settings, Window
 from reconciler.plan import Plan, plan_to_json
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
+from reconciler.simulator import app as simulator_app
 from reconciler.state import DesktopRecord, JobRef, State
 from reconciler.watch import events
-from reconciler.watch.metrics import api_name
+from reconciler.watch.metrics import API_NAMES, api_name
 from reconciler.watch.notify import Notifier, Target, delivered, format_for, mask_url, message, targets
 from reconciler.watch.page import render_page
 from reconciler.watch.policy import DRIFT_REASONS, ApplyMode, allowed, narrow, next_cycle
@@ -229,6 +230,8 @@ def test_api_names_match_the_simulator_and_the_sdk() -> None:
     assert api_name("GET", f"/v2/{PROJECT}/desktops/d-1") == "show_desktop"
     assert api_name("GET", f"/v2/{PROJECT}/workspace-sub-jobs") == "list_sub_jobs"
     assert api_name("POST", "/v3/auth/tokens") is None
+    # Every API the simulator serves (and counts in /_simulator/stats) has its name here.
+    assert {name for _, _, name in API_NAMES} == {route.name for route in simulator_app._ROUTES}
 
 
 def test_the_status_page_is_self_contained() -> None:

@@ -23,6 +23,8 @@ API_NAMES = (
     ("GET", re.compile(r"^desktops/[^/]+$"), "show_desktop"),
     ("GET", re.compile(r"^workspace-jobs/[^/]+$"), "show_job"),
     ("GET", re.compile(r"^workspace-sub-jobs$"), "list_sub_jobs"),
+    ("GET", re.compile(r"^images$"), "list_images"),
+    ("GET", re.compile(r"^market-images$"), "list_market_images"),
 )
 # No `*_created` series: they double the output and no alert or dashboard reads them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
