@@ -59,7 +59,7 @@ def _settings(plan: Plan) -> dict[str, Any] | None:
 
 def _options(plan: Plan) -> dict[str, Any]:
     return {"targets": plan.targets, "excludes": plan.excludes, "ignore_window": plan.ignore_window,
-            "refresh_only": plan.refresh_only}
+            "refresh_only": plan.refresh_only, "replace": plan.replace}
 
 
 def _compact(value: Any) -> str:

@@ -73,8 +73,8 @@ def test_other_differences_are_each_named() -> None:
         "group lab: not in the reviewed plan",
         'group engineering: image was {"id":"img-ubuntu-24-04","order_id":null,"os_type":null,"type":"gold"}, '
         'is {"id":"img-ubuntu-22-04","order_id":null,"os_type":null,"type":"gold"}',
-        'the plan options differ: {"excludes":[],"ignore_window":false,"refresh_only":false,"targets":[]} in the '
-        'reviewed plan, {"excludes":[],"ignore_window":false,"refresh_only":false,"targets":["engineering"]} now',
+        'the plan options differ: {"excludes":[],"ignore_window":false,"refresh_only":false,"replace":[],"targets":[]} in the '
+        'reviewed plan, {"excludes":[],"ignore_window":false,"refresh_only":false,"replace":[],"targets":["engineering"]} now',
         "desktop eng-1 (ENG-1): rebuild to img-ubuntu-24-04 in engineering in the reviewed plan, rebuild to img-ubuntu-22-04 in engineering now",
         "desktop eng-7 (ENG-7): nothing in the reviewed plan, rebuild to img-ubuntu-24-04 in engineering now",
         "desktop fin-1 (FIN-1): rebuild to img-win11 in finance in the reviewed plan, nothing now",
