@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,6 +32,21 @@ HARNESS_LINES = pytest.StashKey[list[str]]()
 def harness_report(request: pytest.FixtureRequest) -> list[str]:
     """Append lines here to have them shown in the terminal summary, even without ``-s``."""
     return request.config.stash.setdefault(HARNESS_LINES, [])
+
+
+@pytest.fixture
+def harness_progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Show a line on the terminal at once, even without ``-s``: the harnesses run for minutes."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def show(line: str) -> None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    return show
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

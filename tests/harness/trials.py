@@ -4,6 +4,8 @@ A crash trial: serve a fresh simulated fleet, SIGKILL ``reconciler apply`` one t
 aimed moments (checking the files after every kill), re-run until converged, then check the
 cloud and the state against each other. The soak: the same convergence on a large fleet while
 every API call may get an HTTP 500, a 429, or lose its connection before or after processing.
+Half the crash trials and every soak also reach the simulator through a fault relay that plays
+a gateway mangling rebuild calls (answered 504 and forwarded late, garbled 200s, hangs, drops).
 Both return a ``TrialReport``; a trial that breaks a rule reports problems instead of raising,
 so one run of many shows every failing seed.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.kills import NOT_KILLED, Aim, Kill, kill_run
+from harness.relay import Fault, FaultRelay
 from harness.world import (
     Cli,
     GroupSpec,
@@ -34,6 +37,21 @@ SOAK_FAULTS = {"error_rate": 0.10, "throttle_rate": 0.10, "drop_before_rate": 0.
 # resolving lost calls and retrying, too.
 CRASH_FAULTS = {"error_rate": 0.05, "throttle_rate": 0.05, "drop_before_rate": 0.03, "drop_after_rate": 0.03}
 MAX_CONVERGE_RUNS = 8
+# The share of rebuild calls the relay faults in the crash trials that have one; the soak faults
+# every SOAK_RELAY_EVERY-th call, so each mode is met even in one small trial.
+CRASH_RELAY_RATE = 0.15
+SOAK_RELAY_EVERY = 6
+
+
+@dataclass(frozen=True)
+class RelayFaults:
+    """Which rebuild calls a trial's relay faults (see ``FaultRelay``)."""
+
+    rate: float = 0.0
+    every: int = 0
+
+    def start(self, upstream: str, seed: int) -> FaultRelay:
+        return FaultRelay(upstream, tuple(Fault), rate=self.rate, every=self.every, seed=seed)
 
 
 class NotConverged(AssertionError):
@@ -54,6 +72,7 @@ class TrialReport:
     jobs: int = 0
     retries: int = 0  # API calls retried after a 5xx, a 429 or a connection that failed
     lost_answers: int = 0  # rebuild calls whose answer was lost, resolved from the live API
+    relay_faults: Counter[str] = field(default_factory=Counter)  # rebuild calls the relay faulted, by mode
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -107,15 +126,17 @@ def converge(cli: Cli, report: TrialReport, *, max_runs: int = MAX_CONVERGE_RUNS
     raise NotConverged(f"not converged after {max_runs} apply runs:\n" + "\n".join(outputs))
 
 
-def crash_trial(seed: int, desktops: int, directory: Path) -> TrialReport:
-    """One seeded trial: one to four aimed kills, then convergence and every check."""
+def crash_trial(seed: int, desktops: int, directory: Path, aims: Sequence[Aim] = tuple(Aim)) -> TrialReport:
+    """One seeded trial: one to four kills, each aimed at one of ``aims``, then convergence and
+    every check."""
     rng = random.Random(seed)
     groups = random_groups(rng, desktops)
     report = TrialReport("crash", seed, desktops, directory, " ".join(g.describe() for g in groups))
+    report.groups += "" if set(aims) == set(Aim) else f" aimed:{','.join(aims)}"
 
     def kill_then_converge(cli: Cli) -> None:
         for _ in range(rng.randint(1, 4)):
-            aim = rng.choice(list(Aim))
+            aim = rng.choice(list(aims))
             kill = kill_run(cli, aim, rng, wait=aim is Aim.WAITING or rng.random() < 0.5)
             report.kills.append(kill)
             report.problems += [f"after a kill at {kill.landing}: {p}" for p in durable_problems(cli.state_path)]
@@ -125,8 +146,11 @@ def crash_trial(seed: int, desktops: int, directory: Path) -> TrialReport:
 
     faults = CRASH_FAULTS if rng.random() < 1 / 3 else {}
     report.groups += " +faults" if faults else ""
+    # Its own generator: the relay leaves the groups, kills and faults of each seed as they were.
+    relay = RelayFaults(rate=CRASH_RELAY_RATE) if random.Random(-seed).random() < 0.5 else None
+    report.groups += " +relay" if relay else ""
     fleet = fleet_document(seed, groups, job_seconds=rng.choice([0.3, 0.6, 1.0]), faults=faults)
-    _run(report, fleet, groups, kill_then_converge, poll_interval=0.2)
+    _run(report, fleet, groups, kill_then_converge, poll_interval=0.2, relay=relay)
     return report
 
 
@@ -135,17 +159,24 @@ def soak_trial(seed: int, desktops: int, directory: Path, faults: dict[str, floa
     groups = soak_groups(desktops)
     report = TrialReport("soak", seed, desktops, directory, " ".join(g.describe() for g in groups))
     fleet = fleet_document(seed, groups, job_seconds=1.0, faults=faults)
-    _run(report, fleet, groups, lambda cli: converge(cli, report, max_runs=12), poll_interval=0.5)
+    _run(report, fleet, groups, lambda cli: converge(cli, report, max_runs=12), poll_interval=0.5,
+         relay=RelayFaults(every=SOAK_RELAY_EVERY))
     return report
 
 
-def _run(report: TrialReport, fleet: dict[str, Any], groups: Sequence[GroupSpec], body: Callable[[Cli], None], *, poll_interval: float) -> None:
-    """Serve the fleet, run the trial's body against it, then check everything."""
+def _run(report: TrialReport, fleet: dict[str, Any], groups: Sequence[GroupSpec], body: Callable[[Cli], None], *,
+         poll_interval: float, relay: RelayFaults | None = None) -> None:
+    """Serve the fleet (behind a fault relay, if given), run the trial's body against it, then
+    check everything."""
     started = time.monotonic()
     sim = ServedSimulator(fleet, report.directory / "sim")
+    front = relay.start(sim.url, report.seed) if relay else None
     try:
-        cli = Cli(write_manifests(report.directory / "m", sim.url, groups, poll_interval=poll_interval))
+        cli = Cli(write_manifests(report.directory / "m", front.url if front else sim.url, groups, poll_interval=poll_interval))
         body(cli)
+        if front is not None:
+            front.close()  # every late delivery has landed before the cloud is checked
+            report.relay_faults.update({str(f): n for f, n in front.injected.items()})
         jobs = sim.jobs()
         report.jobs, report.rebuilds = len(jobs), sum(len(j["sub_jobs"]) for j in jobs)
         log = cli.log.read_text()
@@ -155,5 +186,7 @@ def _run(report: TrialReport, fleet: dict[str, Any], groups: Sequence[GroupSpec]
     except AssertionError as exc:  # NotConverged, or a kill that never found its moment
         report.problems.append(str(exc))
     finally:
+        if front is not None:
+            front.close()
         sim.stop()
         report.seconds = round(time.monotonic() - started, 1)
