@@ -189,6 +189,7 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
     Examples:
       reconciler plan manifests/
       reconciler plan manifests/ -o plan.json --detailed-exitcode
+      reconciler plan manifests/ --replace finance-win11   # re-image a whole group
     """
     key = plan_key(os.environ)  # a bad key is refused before any work
     if out_file:

@@ -34,8 +34,8 @@ REASON_TEXT = {
     Reason.IN_PROGRESS: "a rebuild is still running",
     Reason.USER_CONNECTED: "a user is connected",
     Reason.OUTSIDE_WINDOW: "outside the maintenance window",
-    Reason.REPLACE_REQUESTED: "replacement requested (--replace)",
-    Reason.NOT_REBUILDABLE: "cannot be rebuilt now (frozen, maintenance, status)",
+    Reason.REPLACE_REQUESTED: "rebuilt on request: --replace",
+    Reason.NOT_REBUILDABLE: "frozen, in maintenance mode or in a status that refuses a rebuild",
 }
 # Review order: what needs attention first. Canary rebuilds lead their group (they go first).
 ACTION_ORDER = {Action.REBUILD: 0, Action.ADOPT: 1, Action.FORGET: 2, Action.WAIT: 3}
