@@ -146,3 +146,22 @@ def test_info_logging_shows_every_successful_call(quickstart: Path, reconciler_c
                             env={"PATH": "/usr/bin:/bin", "RECONCILER_LOG": "info"}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "INFO reconciler.cloud: GET desktops/detail -> HTTP 200 in " in result.stderr
+
+
+def test_refresh_progress_counts_pages_on_a_terminal_and_erases_its_line(
+        quickstart: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.cli.progress import refresh_progress
+    from reconciler.connect import open_client
+    from reconciler.manifest import load_manifests
+
+    settings = load_manifests([str(quickstart)]).settings
+    with open_client(settings, {}) as client:
+        with refresh_progress(client, enabled=True):
+            desktops = list(client.iter_desktops(page_size=100))
+        assert client.on_desktop_page is None
+        shown = capsys.readouterr().err
+        assert f"\r  reading the fleet: 4 pages, {len(desktops)} desktops seen" in shown
+        assert shown.endswith("\r" + " " * len(f"  reading the fleet: 4 pages, {len(desktops)} desktops seen") + "\r")
+        with refresh_progress(client):  # stderr is not a terminal here: nothing
+            list(client.iter_desktops(page_size=100))
+        assert capsys.readouterr().err == ""

@@ -24,7 +24,7 @@ from reconciler.cli.common import (
 )
 from reconciler.cli.notifying import NotifyingPrinter
 from reconciler.cli.plan_cmds import is_plan_file, load, plan_options, replace_option, store_for
-from reconciler.cli.progress import EventPrinter
+from reconciler.cli.progress import EventPrinter, refresh_progress
 from reconciler.connect import open_client
 from reconciler.errors import ReconcilerError
 from reconciler.manifest_check import check_manifests
@@ -136,10 +136,11 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
     announce_lock_wait(store, args["lock_timeout"])
     with apply_session(store, lock_timeout=args["lock_timeout"]) as session:
         with open_client(manifests.settings, os.environ) as client:
-            if args["refresh_only"]:
-                planned = refresh_only_plan(manifests, session.snap, client, options)
-            else:
-                planned = build_plan(manifests, session.snap, client, options, options.now)
+            with refresh_progress(client, enabled=sys.stderr.isatty() and not printer.as_json):
+                if args["refresh_only"]:
+                    planned = refresh_only_plan(manifests, session.snap, client, options)
+                else:
+                    planned = build_plan(manifests, session.snap, client, options, options.now)
             printer.plan(planned.plan)
             refuse_mass_rebuild(planned.plan, args["allow_mass_rebuild"])
             if not planned.plan.has_actions:

@@ -92,9 +92,10 @@ def make_plan(manifests: ManifestSet, snap: Snapshot, refresh: bool, options: Pl
     if not refresh:
         check_fleet(manifests)  # offline, as validate: a fleet that would not load is still an error
         return build_plan(manifests, snap, None, options, options.now)
+    from reconciler.cli.progress import refresh_progress
     from reconciler.connect import open_client
 
-    with open_client(manifests.settings, os.environ) as client:
+    with open_client(manifests.settings, os.environ) as client, refresh_progress(client):
         return build_plan(manifests, snap, client, options, options.now)
 
 

@@ -4,8 +4,11 @@ plain lines when piped. Terminal I/O only."""
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,12 +17,40 @@ from reconciler.cli.common import err, style
 from reconciler.plan import Plan, plan_to_json
 from reconciler.render.common import plural
 
+if TYPE_CHECKING:
+    from reconciler.cloud.client import WorkspaceClient
+
 # The events `apply --json` streams (design §4); others are shown as text only.
 JSON_EVENTS = frozenset(
     {"plan", "wave_started", "batch_submitted", "batch_failed", "batch_unknown", "desktops_busy",
      "job_finished", "group_halted", "group_deferred", "desktops_deferred", "adopted", "forgotten", "wait_progress",
      "poll_failed", "summary"}
 )
+
+
+@contextmanager
+def refresh_progress(client: WorkspaceClient, enabled: bool | None = None) -> Iterator[None]:
+    """Pages read and desktops seen while the live fleet is read, on one line of a terminal that
+    is erased when the reading is done; nothing when stderr is piped (CI logs stay clean)."""
+    if not (sys.stderr.isatty() if enabled is None else enabled):
+        yield
+        return
+    pages = seen = width = 0
+
+    def on_page(count: int) -> None:
+        nonlocal pages, seen, width
+        pages, seen = pages + 1, seen + count
+        line = f"  reading the fleet: {plural(pages, 'page')}, {plural(seen, 'desktop')} seen"
+        width = len(line)
+        err(f"\r{line}", nl=False)
+
+    client.on_desktop_page = on_page
+    try:
+        yield
+    finally:
+        client.on_desktop_page = None
+        if pages:
+            err("\r" + " " * width + "\r", nl=False)  # blank the line: the plan follows on a clean one
 
 
 class EventPrinter:

@@ -154,6 +154,8 @@ class WorkspaceClient:
         # service: a gateway that answered (504) or a connection that was cut may still deliver
         # the request later. Until then its desktops are neither looked up nor sent again.
         self.lost_call_horizon = lost_call_horizon
+        # Called with the number of desktops of each desktops/detail page read (progress on a terminal).
+        self.on_desktop_page: Callable[[int], None] | None = None
         self._http = httpx.Client(
             auth=auth,
             transport=transport,
@@ -198,6 +200,8 @@ class WorkspaceClient:
         query = [("offset", str(offset)), ("limit", str(limit)), *desktop_filter_pairs(filters)]
         data = self._call("GET", "desktops/detail", query=query)
         desktops = tuple(Desktop.from_api(d) for d in data.get("desktops") or ())
+        if self.on_desktop_page is not None:
+            self.on_desktop_page(len(desktops))
         total = data.get("total_count")
         return DesktopPage(desktops, int(total) if isinstance(total, int) else len(desktops))
 
