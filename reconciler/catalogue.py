@@ -74,10 +74,15 @@ def catalogue_key(image: Image) -> tuple[str, bool]:
     return image.id, image.type == "market"
 
 
+# Spellings of one value across the Workspace APIs: desktops say "Others" where the catalogue
+# says "Other", and architectures may come as machine names.
+_SYNONYMS = {"others": "other", "x86_64": "x86", "amd64": "x86", "aarch64": "arm", "arm64": "arm"}
+
+
 def _same(a: str | None, b: str | None) -> bool:
-    # Desktops say "Others" where the catalogue says "Other"; case varies between APIs.
     def norm(text: str | None) -> str:
-        return {"others": "other"}.get((text or "").lower(), (text or "").lower())
+        lowered = (text or "").lower()
+        return _SYNONYMS.get(lowered, lowered)
 
     return norm(a) == norm(b)
 

@@ -89,7 +89,9 @@ def test_what_cannot_be_known_is_not_held_against_the_image() -> None:
 def test_os_types_match_across_spellings() -> None:
     other = DesktopGroup("kiosk", Image("img-k", "gold", "Others"))
     assert image_violations([other], {"kiosk": [desktop(1)]}, catalogue(CatalogueImage("img-k", "gold", "Other"))) == []
-    assert image_violations([FIN], {"finance": [desktop(1, arch="X86")]}, catalogue(WIN11)) == []
+    assert image_violations([FIN], {"finance": [desktop(1, arch="X86"), desktop(2, arch="x86_64")]}, catalogue(WIN11)) == []
+    arm = replace(WIN11, architecture="arm")
+    assert image_violations([FIN], {"finance": [desktop(1, arch="aarch64")]}, catalogue(arm)) == []
 
 
 def test_groups_without_rebuilds_are_not_checked() -> None:
