@@ -223,3 +223,49 @@ def test_sigterm_during_an_apply_exits_0_and_the_restart_rebuilds_nothing_twice(
     assert restart.process.wait(timeout=60) == 0, "\n".join(restart.lines)
     counts = rebuilds(sim)
     assert max(counts.values()) == 1 and sum(counts.values()) == 12
+
+
+def test_two_replicas_on_one_postgres_state_never_apply_at_once(mdir: Path, serve_fleet: Any, watches: Any) -> None:
+    from harness.backends import PG_DSN, postgres_schema
+
+    fleet_desktops = desktops("fin", 6)
+    # Canary jobs that take long: the first replica holds the lock while it waits for its canary.
+    sim = serve_fleet(fleet(*fleet_desktops, job_seconds=60))
+    with postgres_schema("watch") as schema:
+        state = {"backend": "postgres", "name": "replicas", "postgres": {"conn_str": PG_DSN, "schema": schema}}
+        write_manifests(mdir, sim.url, group("finance", [d["id"] for d in fleet_desktops], canary=1), state=state)
+        first = watches(mdir, "--interval", "3600", "--apply", "all")
+        first.wait_for(r"rebuild of 1 desktop submitted")
+        second = watches(mdir, "--interval", "3600", "--apply", "all", "--lock-timeout", "0")
+        second.cycle(1)
+        assert "another run holds the lock: reported only" in second.lines[second.index(r"^cycle 1")]
+        samples = metric_samples(second.http.get("/metrics").text)
+        assert samples[("reconciler_lock_busy_total", ())] == 1
+        assert samples.get(("reconciler_rebuilds_submitted_total", (("group", "finance"),)), 0) == 0
+        # The reporting replica sees the applier's canary through the shared journal.
+        finance = second.http.get("/api/status").json()["groups"][0]
+        assert finance["counts"]["waiting"] == 1 and finance["counts"]["pending"] == 5
+        assert first.terminate() == 0  # stops waiting for the canary at once
+        assert second.terminate() == 0
+        assert sorted(rebuilds(sim).values()) == [0, 0, 0, 0, 0, 1]
+
+
+def test_apply_notify_sends_the_same_events(mdir: Path, serve_fleet: Any, sinks: Any) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN]))
+    apply(mdir)
+    sim.admin.patch("/_simulator/desktops/fin-002", json={"image_id": "img-rogue"})
+    sink = sinks()
+    result = CliRunner().invoke(main, ["apply", str(mdir), "--auto-approve", "--notify", sink.url], env=CREDENTIALS)
+    assert result.exit_code == 0, result.output
+    assert sink.events() == ["drift_detected", "apply_started", "apply_finished"]
+    assert sink.bodies[2]["summary"]["rebuilds_submitted"] == 1 and "SECRET" not in result.output
+
+
+def test_watch_once_exits_1_when_its_cycle_fails(mdir: Path, serve_fleet: Any) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN]))
+    wrong = {**CREDENTIALS, "HW_SECRET_KEY": "not-the-secret"}
+    result = CliRunner().invoke(main, ["watch", str(mdir), "--once", "--listen", "127.0.0.1:0"], env=wrong)
+    assert result.exit_code == 1
+    assert "cycle 1: FAILED" in result.output and "not-the-secret" not in result.output

@@ -16,7 +16,7 @@ from reconciler.cli.common import EXIT_ERROR, err
 from reconciler.cli.progress import describe
 from reconciler.manifest import load_manifests
 from reconciler.render.common import plural
-from reconciler.watch.cycle import Cycle, WatchConfig
+from reconciler.watch.cycle import LOCK_TIMEOUT_SECONDS, Cycle, WatchConfig
 from reconciler.watch.http import StatusServer, parse_listen
 from reconciler.watch.loop import Watcher
 from reconciler.watch.metrics import WatchMetrics
@@ -65,9 +65,12 @@ def _on_signals(stop: threading.Event) -> None:
               help="Where to serve /metrics, /healthz, /readyz, /api/status and the status page (port 0 picks one).")
 @click.option("--notify", "notify_urls", multiple=True, metavar="URL",
               help="POST events to this webhook (repeatable); Slack, Feishu/Lark, DingTalk and WeCom robots are recognised by host.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=LOCK_TIMEOUT_SECONDS, show_default=True, metavar="SECONDS",
+              help="How long a cycle waits for the state lock before it only reports.")
 @click.option("--git-pull", is_flag=True, help="Run `git pull --ff-only` in PATH's repository before each cycle.")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (0 if it succeeded, else 1).")
-def watch(path: str, interval: float, mode: str, listen: str, notify_urls: tuple[str, ...], git_pull: bool, once: bool) -> None:
+def watch(path: str, interval: float, mode: str, listen: str, notify_urls: tuple[str, ...], lock_timeout: float, git_pull: bool,
+          once: bool) -> None:
     """Reconcile continuously: plan every SECONDS and apply what --apply allows.
 
     Each cycle optionally pulls the manifests' Git repository, reads the manifests (keeping the
@@ -90,7 +93,7 @@ def watch(path: str, interval: float, mode: str, listen: str, notify_urls: tuple
     metrics = WatchMetrics()
     notifier = Notifier(targets(notify_urls, manifests.settings, os.environ), on_failure=metrics.notifications_failed.inc)
     stop = threading.Event()
-    config = WatchConfig(path, interval, ApplyMode(mode), git_pull=git_pull, env=dict(os.environ))
+    config = WatchConfig(path, interval, ApplyMode(mode), git_pull=git_pull, env=dict(os.environ), lock_timeout=lock_timeout)
     cycle = Cycle(config, metrics, notifier.notify, stop, on_event=_print_event)
     cycle.last_good = manifests
     watcher = Watcher(cycle, metrics, interval=interval, mode=ApplyMode(mode), stop=stop,
