@@ -320,11 +320,10 @@ def test_pre_commit_hook_validates_offline(tmp_path: Path) -> None:
     # No credentials, and any network use would fail: the hook needs neither.
     env = {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     command = [*hook["entry"].split(), *args]
-    started = time.monotonic()
     ok = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=30)
-    elapsed = time.monotonic() - started
     assert ok.returncode == 0 and ok.stdout.startswith("The manifests are valid: 3 groups"), ok.stderr
-    assert elapsed < 5, f"validate took {elapsed:.2f}s: too slow for a pre-commit hook"
+    # Fast enough for a hook: validate imports neither the HTTP client nor the simulator (a test of
+    # the imported modules checks it), rather than a wall-clock limit a busy runner could break.
     (checkout / "manifests" / "engineering.yaml").write_text((checkout / "manifests" / "engineering.yaml").read_text().replace("canary: 2", "canary: -2"))
     bad = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "manifests/engineering.yaml:" in bad.stderr and "canary" in bad.stderr

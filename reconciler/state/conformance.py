@@ -23,7 +23,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from types import MappingProxyType
 
@@ -123,11 +122,16 @@ class StateStoreConformance:
     def test_lock_waits_up_to_the_timeout(self, store_factory: Factory) -> None:
         holder, waiter = store_factory(), store_factory()
         info = holder.lock("apply")
-        releaser = threading.Timer(0.3, holder.unlock, args=(info.id,))
+        releasing = threading.Event()
+
+        def release() -> None:
+            releasing.set()  # before the unlock: the waiter cannot get the lock earlier than this
+            holder.unlock(info.id)
+
+        releaser = threading.Timer(0.3, release)
         releaser.start()
-        started = time.monotonic()
-        taken = waiter.lock("apply", timeout=5)
-        assert 0.2 < time.monotonic() - started < 5
+        taken = waiter.lock("apply", timeout=60)  # generous: a slow runner must not fail it
+        assert releasing.is_set()  # it waited for the holder rather than taking the lock beside it
         waiter.unlock(taken.id)
         releaser.join()
 
