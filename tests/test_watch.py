@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,3 +270,37 @@ def test_watch_once_exits_1_when_its_cycle_fails(mdir: Path, serve_fleet: Any) -
     result = CliRunner().invoke(main, ["watch", str(mdir), "--once", "--listen", "127.0.0.1:0"], env=wrong)
     assert result.exit_code == 1
     assert "cycle 1: FAILED" in result.output and "not-the-secret" not in result.output
+
+
+def git(*args: str, cwd: Path) -> str:
+    identity = ["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]
+    done = subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_git_pull_fast_forwards_before_the_cycle_and_reports_the_commit(tmp_path: Path, serve_fleet: Any) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    origin, author, deployed = tmp_path / "origin.git", tmp_path / "author", tmp_path / "deployed"
+    git("init", "--bare", "-q", str(origin), cwd=tmp_path)
+    git("clone", "-q", str(origin), str(author), cwd=tmp_path)
+    write_manifests(author / "manifests", sim.url, group("finance", [d["id"] for d in FIN], image="img-old"))
+    git("add", "-A", cwd=author)
+    git("commit", "-qm", "finance on img-old", cwd=author)
+    git("push", "-q", "origin", "HEAD:main", cwd=author)
+    git("clone", "-q", "--branch", "main", str(origin), str(deployed), cwd=tmp_path)
+    # A reviewed change lands after the deployed checkout was made: the watch must pull it first.
+    write_manifests(author / "manifests", sim.url, group("finance", [d["id"] for d in FIN], image="img-new"))
+    git("commit", "-qam", "finance on img-new", cwd=author)
+    git("push", "-q", "origin", "HEAD:main", cwd=author)
+    head = git("rev-parse", "HEAD", cwd=author)
+
+    args = ["watch", str(deployed / "manifests"), "--git-pull", "--once", "--apply", "all", "--listen", "127.0.0.1:0"]
+    result = CliRunner().invoke(main, args, env=CREDENTIALS)
+    assert result.exit_code == 0, result.output
+    assert f"cycle 1 at {head[:12]}: ok" in result.output and "applied: 3 rebuilds submitted" in result.output
+
+    git("commit", "-q", "--allow-empty", "-m", "local change", cwd=deployed)  # diverged: no fast-forward
+    git("commit", "-q", "--allow-empty", "-m", "upstream change", cwd=author)
+    git("push", "-q", "origin", "HEAD:main", cwd=author)
+    result = CliRunner().invoke(main, args, env=CREDENTIALS)
+    assert result.exit_code == 1 and "cycle 1: FAILED" in result.output and "git pull" in result.output

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli.common import EXIT_ERROR, err
+from reconciler.cli.common import EXIT_ERROR, chdir_option, err
 from reconciler.cli.progress import describe
 from reconciler.manifest import load_manifests
 from reconciler.render.common import plural
@@ -56,6 +56,7 @@ def _on_signals(stop: threading.Event) -> None:
 
 
 @click.command()
+@chdir_option
 @click.argument("path", default=".", type=click.Path(dir_okay=True, file_okay=True))
 @click.option("--interval", type=click.FloatRange(min=0.1), default=300, show_default=True, metavar="SECONDS",
               help="Seconds between cycles (a window with pending rebuilds that opens sooner starts one sooner).")
@@ -82,29 +83,22 @@ def watch(path: str, interval: float, mode: str, listen: str, notify_urls: tuple
     \b
     Examples:
       reconciler watch manifests/ --apply drift --interval 300
-      reconciler watch . --git-pull --apply all --listen 0.0.0.0:9108 --notify "$SLACK_WEBHOOK"
+      reconciler watch . --git-pull --apply all --listen 0.0.0.0:9108 --notify http://alerts.internal/hook
       curl -s http://127.0.0.1:9108/api/status | jq .groups
     """
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    manifests = load_manifests([path])
-    metrics = WatchMetrics()
-    notifier = Notifier(targets(notify_urls, manifests.settings, os.environ), on_failure=metrics.notifications_failed.inc)
-    stop = threading.Event()
     config = WatchConfig(path, interval, ApplyMode(mode), git_pull=git_pull, env=dict(os.environ), lock_timeout=lock_timeout)
-    cycle = Cycle(config, metrics, notifier.notify, stop, on_event=_print_event)
-    cycle.last_good = manifests
-    watcher = Watcher(cycle, metrics, interval=interval, mode=ApplyMode(mode), stop=stop,
-                      on_cycle=lambda report: err(_cycle_line(report)))
+    watcher, notifier = _watcher(config, notify_urls)
     try:
         server = StatusServer(watcher, host, port)
     except OSError as exc:
         notifier.close(0)
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     server.start()
-    _on_signals(stop)
+    _on_signals(watcher.stop)
     err(f"reconciler watch: serving {server.url} (--apply {mode}, every {interval:g}s)")
     sys.stderr.flush()
     report = None
@@ -115,4 +109,18 @@ def watch(path: str, interval: float, mode: str, listen: str, notify_urls: tuple
         server.stop()
     if once and (report is None or not report.ok):
         raise SystemExit(EXIT_ERROR)
+
+
+def _watcher(config: WatchConfig, notify_urls: tuple[str, ...]) -> tuple[Watcher, Notifier]:
+    """The loop and its notifier. The manifests must be valid to start: later breakage only
+    makes the watch fall back to these (its last good ones)."""
+    manifests = load_manifests([config.path])
+    metrics = WatchMetrics()
+    notifier = Notifier(targets(notify_urls, manifests.settings, config.env), on_failure=metrics.notifications_failed.inc)
+    stop = threading.Event()
+    cycle = Cycle(config, metrics, notifier.notify, stop, on_event=_print_event)
+    cycle.last_good = manifests
+    watcher = Watcher(cycle, metrics, interval=config.interval, mode=config.mode, stop=stop,
+                      on_cycle=lambda report: err(_cycle_line(report)))
+    return watcher, notifier
 
