@@ -8,13 +8,24 @@ fail: CI must never pass by silently testing less.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from reconciler.state import StateStore
+
+# How long PostgreSQL may take to end the session of a client killed with SIGKILL (it notices the
+# closed socket at once unless the session was in the middle of a statement).
+DEAD_SESSION_SECONDS = 10.0
 PG_DSN = os.environ.get("RECONCILER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -157,3 +168,220 @@ S3_ENV = {"RECONCILER_S3_ACCESS_KEY": "AKIATESTSTATE0000001", "RECONCILER_S3_SEC
 def s3_settings(url: str, bucket: str, key: str = "acme-prod/state.json") -> dict[str, str]:
     """The ``spec.state.s3`` block for a bucket on the test server."""
     return {"bucket": bucket, "key": key, "endpoint": url, "region": "us-east-1", "addressing_style": "path"}
+
+
+_shared_s3: S3Server | None = None
+
+
+def shared_s3_server() -> S3Server:
+    """One S3 server per process, started on first use (pytest's fixture and bench share it)."""
+    global _shared_s3
+    if _shared_s3 is None:
+        _shared_s3 = S3Server()
+    return _shared_s3
+
+
+# -- harness trials on any backend ---------------------------------------------------------------
+
+
+class StateView:
+    """What a harness trial checks, read straight from a backend: the stored document, a
+    leftover journal, the lock. Local: the files beside the manifests."""
+
+    kind = "local"
+    keeps_dead_locks = False
+
+    def __init__(self, manifests: Path) -> None:
+        self.manifests = manifests
+        self.state_path = manifests / ".reconciler" / "state.json"
+
+    def store(self) -> StateStore:
+        from reconciler.state import LocalStateStore
+
+        return LocalStateStore(self.state_path)
+
+    def document_text(self) -> str | None:
+        try:
+            return self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def journal_exists(self) -> bool:
+        return self.state_path.with_name("state.json.journal").exists()
+
+    def stale_temp_files(self) -> list[str]:
+        return sorted(p.name for p in self.state_path.parent.glob("state.json.*.tmp"))
+
+    def release_dead_lock(self, pid: int) -> None:
+        """After a kill: what an operator does about the dead run's lock (nothing, here)."""
+
+    def close(self) -> None:
+        """Drop what the view holds open."""
+
+
+class StoreView(StateView):
+    """A shared backend, through a reconciler store opened from the trial's manifests."""
+
+    def __init__(self, manifests: Path, env: dict[str, str], kind: str) -> None:
+        super().__init__(manifests)
+        self.env, self.kind = env, kind
+        self.keeps_dead_locks = kind == "s3"
+        self._store: StateStore | None = None
+
+    def store(self) -> StateStore:
+        if self._store is None:
+            from reconciler.manifest import load_manifests
+            from reconciler.state import open_store
+
+            self._store = open_store(load_manifests([self.manifests]).settings, self.env)
+        return self._store
+
+    def document_text(self) -> str | None:
+        store: Any = self.store()
+        if self.kind == "postgres":
+            row = store._db().execute(store._sql("SELECT document::text FROM {schema}.states WHERE name = %s"), (store.name,)).fetchone()
+            return str(row[0]) if row else None
+        found = store._get(store.key, "reading the state")
+        return found[0].decode("utf-8") if found else None
+
+    def journal_exists(self) -> bool:
+        return bool(self.store().replay())
+
+    def stale_temp_files(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()  # type: ignore[attr-defined]
+            self._store = None
+
+    def release_dead_lock(self, pid: int) -> None:
+        """s3: the operator's force-unlock of the dead run's lock. postgres: nothing to do but
+        let the server notice the dropped connection (it ends that session within moments)."""
+        info = self.store().lock_info()
+        if info is None or info.pid != pid:
+            return
+        if self.keeps_dead_locks:
+            self.store().force_unlock(info.id)
+            return
+        deadline = time.monotonic() + DEAD_SESSION_SECONDS
+        while time.monotonic() < deadline and (info := self.store().lock_info()) is not None and info.pid == pid:
+            time.sleep(0.01)
+
+
+class RemoteRun:
+    """``kills.RunFiles`` for a shared backend: the journal records one run appends, its lock,
+    the state's serial and version, polled through the backend."""
+
+    def __init__(self, view: StoreView) -> None:
+        self.view = view
+        self.records: list[str] = []
+        self._after: Any = None  # the last journal row (postgres seq) or object key (s3) seen
+        self._holders: set[int] = set()
+        self._skip_existing()
+        self.start_serial = self.serial()
+        self._version = self._state_version()
+
+    def _skip_existing(self) -> None:
+        self._new_records(remember=False)
+
+    def _new_records(self, remember: bool = True) -> list[str]:
+        store: Any = self.view.store()
+        kinds: list[str] = []
+        if self.view.kind == "postgres":
+            rows = store._db().execute(
+                store._sql("SELECT seq, record->>'type' FROM {schema}.journal WHERE name = %s AND seq > %s ORDER BY seq"),
+                (store.name, self._after or 0),
+            ).fetchall()
+            for seq, kind in rows:
+                self._after = seq
+                kinds.append(str(kind))
+        else:
+            extra = {"StartAfter": self._after} if self._after else {}
+            listed = store._client.list_objects_v2(Bucket=store.bucket, Prefix=store.journal_prefix, **extra)
+            for item in sorted(listed.get("Contents", []), key=lambda o: o["Key"]):
+                self._after = item["Key"]
+                if remember:
+                    found = store._get(item["Key"], "reading the journal")
+                    kinds.append(json.loads(found[0])["type"] if found else "?")
+        return kinds if remember else []
+
+    def poll(self) -> list[str]:
+        self.records += self._new_records()
+        return self.records
+
+    def _state_version(self) -> Any:
+        store: Any = self.view.store()
+        if self.view.kind == "postgres":
+            row = store._db().execute(store._sql("SELECT generation FROM {schema}.states WHERE name = %s"), (store.name,)).fetchone()
+            return row[0] if row else None
+        try:
+            return store._client.head_object(Bucket=store.bucket, Key=store.key)["ETag"]
+        except Exception:  # noqa: BLE001 - no state yet
+            return None
+
+    def state_replaced(self) -> bool:
+        return self._state_version() != self._version
+
+    def serial(self) -> int:
+        text = self.view.document_text()
+        return int(json.loads(text)["serial"]) if text else 0
+
+    def locked_by(self, pid: int) -> bool:
+        """Whether ``pid`` holds the lock, or was seen holding it: a killed run's postgres
+        lock goes with its session, so afterwards only the watch remembers it."""
+        if pid in self._holders:
+            return True
+        info = self.view.store().lock_info()
+        if info is not None:
+            self._holders.add(info.pid)
+        return info is not None and info.pid == pid
+
+    def journal_exists(self) -> bool:
+        return self.view.journal_exists()
+
+    def new_temp_files(self) -> set[Path]:
+        return set()
+
+    def keep_evidence(self, directory: Path) -> None:
+        records = self.view.store().replay()
+        if records:
+            number = len(list(directory.glob("kill-*.journal"))) + 1
+            (directory / f"kill-{number}.journal").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@dataclass
+class TrialBackend:
+    """Where a trial keeps its state: ``settings`` is the manifests' ``spec.state`` block and
+    ``env`` what the runs need to reach it. ``close`` removes what ``create`` made."""
+
+    kind: str = "local"
+    settings: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    _cleanup: Any = None
+    _views: list[StateView] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, kind: str) -> TrialBackend:
+        if kind == "local":
+            return cls()
+        if kind == "postgres":
+            require_postgres()
+            schema_cm = postgres_schema("crash")
+            schema = schema_cm.__enter__()
+            return cls("postgres", {"backend": "postgres", "name": "harness", "postgres": {"schema": schema}},
+                       {"RECONCILER_PG_CONN_STR": PG_DSN}, schema_cm)
+        if kind == "s3":
+            server = shared_s3_server()
+            return cls("s3", {"backend": "s3", "s3": s3_settings(server.url, server.new_bucket())}, dict(S3_ENV))
+        raise ValueError(f"unknown backend {kind!r}")
+
+    def view(self, manifests: Path) -> StateView:
+        self._views.append(StateView(manifests) if self.kind == "local" else StoreView(manifests, self.env, self.kind))
+        return self._views[-1]
+
+    def close(self) -> None:
+        for view in self._views:
+            view.close()
+        if self._cleanup is not None:
+            self._cleanup.__exit__(None, None, None)

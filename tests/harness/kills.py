@@ -104,6 +104,9 @@ class RunFiles:
             number = len(list(directory.glob("kill-*.journal"))) + 1
             shutil.copyfile(self.journal, directory / f"kill-{number}.journal")
 
+    def journal_exists(self) -> bool:
+        return self.journal.exists()
+
     def locked_by(self, pid: int) -> bool:
         try:
             return bool(json.loads(self.lock.read_text() or "{}").get("pid") == pid)
@@ -160,7 +163,7 @@ def trigger_for(aim: Aim, rng: random.Random) -> tuple[Trigger, float]:
 def kill_run(cli: Cli, aim: Aim, rng: random.Random, *, wait: bool, limit: float = RUN_TIMEOUT) -> Kill:
     """Start an apply, SIGKILL it at the aimed moment, and classify where it died."""
     trigger, delay = trigger_for(aim, rng)
-    files = RunFiles(cli.state_path)
+    files = cli.watch()
     started = time.monotonic()
     proc = cli.spawn(cli.apply_args(wait))
     try:
@@ -174,6 +177,7 @@ def kill_run(cli: Cli, aim: Aim, rng: random.Random, *, wait: bool, limit: float
         proc.wait()
         files.poll()
         files.keep_evidence(cli.manifests.parent)
+        cli.view.release_dead_lock(proc.pid)
         after = time.monotonic() - started
         return Kill(aim, landing(files, proc), round(after, 3), len(files.records))
     finally:
@@ -189,7 +193,7 @@ def landing(files: RunFiles, proc: subprocess.Popen[str]) -> str:
     if files.new_temp_files():
         return "final-write"  # died between creating the temp state and renaming it
     if files.serial() > files.start_serial:
-        return "state-written" if files.journal.exists() else "journal-removed"
+        return "state-written" if files.journal_exists() else "journal-removed"
     records = files.records
     if not records:
         return "planning" if files.locked_by(proc.pid) else "startup"

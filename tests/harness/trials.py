@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.backends import TrialBackend
 from harness.kills import NOT_KILLED, Aim, Kill, kill_run
 from harness.relay import Fault, FaultRelay
 from harness.world import (
@@ -126,9 +127,9 @@ def converge(cli: Cli, report: TrialReport, *, max_runs: int = MAX_CONVERGE_RUNS
     raise NotConverged(f"not converged after {max_runs} apply runs:\n" + "\n".join(outputs))
 
 
-def crash_trial(seed: int, desktops: int, directory: Path, aims: Sequence[Aim] = tuple(Aim)) -> TrialReport:
+def crash_trial(seed: int, desktops: int, directory: Path, aims: Sequence[Aim] = tuple(Aim), backend: str = "local") -> TrialReport:
     """One seeded trial: one to four kills, each aimed at one of ``aims``, then convergence and
-    every check."""
+    every check, with the state on ``backend`` (local, postgres or s3)."""
     rng = random.Random(seed)
     groups = random_groups(rng, desktops)
     report = TrialReport("crash", seed, desktops, directory, " ".join(g.describe() for g in groups))
@@ -139,7 +140,7 @@ def crash_trial(seed: int, desktops: int, directory: Path, aims: Sequence[Aim] =
             aim = rng.choice(list(aims))
             kill = kill_run(cli, aim, rng, wait=aim is Aim.WAITING or rng.random() < 0.5)
             report.kills.append(kill)
-            report.problems += [f"after a kill at {kill.landing}: {p}" for p in durable_problems(cli.state_path)]
+            report.problems += [f"after a kill at {kill.landing}: {p}" for p in durable_problems(cli.view)]
             if kill.landing in NOT_KILLED:
                 break  # the run ended first: later kills would mostly hit runs with nothing to do
         converge(cli, report)
@@ -149,8 +150,9 @@ def crash_trial(seed: int, desktops: int, directory: Path, aims: Sequence[Aim] =
     # Its own generator: the relay leaves the groups, kills and faults of each seed as they were.
     relay = RelayFaults(rate=CRASH_RELAY_RATE) if random.Random(-seed).random() < 0.5 else None
     report.groups += " +relay" if relay else ""
+    report.groups += f" @{backend}" if backend != "local" else ""
     fleet = fleet_document(seed, groups, job_seconds=rng.choice([0.3, 0.6, 1.0]), faults=faults)
-    _run(report, fleet, groups, kill_then_converge, poll_interval=0.2, relay=relay)
+    _run(report, fleet, groups, kill_then_converge, poll_interval=0.2, relay=relay, backend=backend)
     return report
 
 
@@ -165,14 +167,16 @@ def soak_trial(seed: int, desktops: int, directory: Path, faults: dict[str, floa
 
 
 def _run(report: TrialReport, fleet: dict[str, Any], groups: Sequence[GroupSpec], body: Callable[[Cli], None], *,
-         poll_interval: float, relay: RelayFaults | None = None) -> None:
-    """Serve the fleet (behind a fault relay, if given), run the trial's body against it, then
-    check everything."""
+         poll_interval: float, relay: RelayFaults | None = None, backend: str = "local") -> None:
+    """Serve the fleet (behind a fault relay, if given), run the trial's body against it with the
+    state on ``backend``, then check everything."""
     started = time.monotonic()
+    state = TrialBackend.create(backend)
     sim = ServedSimulator(fleet, report.directory / "sim")
     front = relay.start(sim.url, report.seed) if relay else None
     try:
-        cli = Cli(write_manifests(report.directory / "m", front.url if front else sim.url, groups, poll_interval=poll_interval))
+        url = front.url if front else sim.url
+        cli = Cli(write_manifests(report.directory / "m", url, groups, poll_interval=poll_interval, state=state.settings), backend=state)
         body(cli)
         if front is not None:
             front.close()  # every late delivery has landed before the cloud is checked
@@ -182,11 +186,12 @@ def _run(report: TrialReport, fleet: dict[str, Any], groups: Sequence[GroupSpec]
         log = cli.log.read_text()
         report.retries = log.count("; retrying in ")
         report.lost_answers = log.count('"event":"batch_unknown"')
-        report.problems += converged_problems(sim, cli.state_path, groups)
+        report.problems += converged_problems(sim, cli.view, groups)
     except AssertionError as exc:  # NotConverged, or a kill that never found its moment
         report.problems.append(str(exc))
     finally:
         if front is not None:
             front.close()
         sim.stop()
+        state.close()
         report.seconds = round(time.monotonic() - started, 1)

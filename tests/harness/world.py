@@ -22,7 +22,8 @@ import httpx
 import jsonschema
 import yaml
 
-from reconciler.state import LocalStateStore, State, StateError, fold, state_from_json, state_to_json
+from harness.backends import RemoteRun, StateView, StoreView, TrialBackend
+from reconciler.state import State, StateError, fold, state_from_json, state_to_json
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -76,13 +77,17 @@ def fleet_document(seed: int, groups: Sequence[GroupSpec], *, job_seconds: float
     }
 
 
-def write_manifests(root: Path, url: str, groups: Sequence[GroupSpec], *, poll_interval: float = 0.2) -> Path:
+def write_manifests(root: Path, url: str, groups: Sequence[GroupSpec], *, poll_interval: float = 0.2,
+                    state: dict[str, Any] | None = None) -> Path:
+    """``state``: the ``spec.state`` block (None: the default local file)."""
     root.mkdir(parents=True, exist_ok=True)
     api = {"rate_limit_per_minute": 100000, "max_concurrent_calls": 4, "timeout_seconds": TIMEOUT_SECONDS,
            "lost_call_horizon_seconds": LOST_CALL_HORIZON_SECONDS, "poll_interval_seconds": poll_interval}
     documents: list[dict[str, Any]] = [
         {"apiVersion": "reconciler/v1", "kind": "Settings", "spec": {"project_id": PROJECT, "endpoint": url, "api": api}}
     ]
+    if state:
+        documents[0]["spec"]["state"] = state
     for g in groups:
         rollout: dict[str, Any] = {"batch_size": g.batch_size, "canary": g.canary, "max_in_flight": g.max_in_flight, "delay_time": 0}
         documents.append({
@@ -147,11 +152,19 @@ class Cli:
 
     manifests: Path
     env: dict[str, str] = field(default_factory=dict)
+    backend: TrialBackend = field(default_factory=TrialBackend)
 
     def __post_init__(self) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("HW_", "HUAWEICLOUD_", "RECONCILER_"))}
         # RECONCILER_LOG=info logs every retry, which is how the soak counts the faults it met.
-        self.env = {**base, "HW_ACCESS_KEY": AK, "HW_SECRET_KEY": SK, "NO_COLOR": "1", "RECONCILER_LOG": "info"}
+        self.env = {**base, "HW_ACCESS_KEY": AK, "HW_SECRET_KEY": SK, "NO_COLOR": "1", "RECONCILER_LOG": "info", **self.backend.env}
+        self.view = self.backend.view(self.manifests)
+
+    def watch(self) -> Any:
+        """A watch on what one run writes (``kills.RunFiles`` or its shared-backend twin)."""
+        from harness.kills import RunFiles
+
+        return RemoteRun(self.view) if isinstance(self.view, StoreView) else RunFiles(self.state_path)
 
     @property
     def log(self) -> Path:
@@ -193,20 +206,22 @@ def _state_validator() -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-def durable_problems(state_path: Path) -> list[str]:
-    """What must hold at every instant, even right after a SIGKILL: the state file is absent or
-    a complete, schema-valid state; a leftover journal folds into it as the next run would,
-    into a state that is schema-valid too; and the dead run's lock is free."""
+def durable_problems(view: StateView) -> list[str]:
+    """What must hold at every instant, even right after a SIGKILL: the stored state is absent
+    or a complete, schema-valid state; a leftover journal folds into it as the next run would,
+    into a state that is schema-valid too; and the dead run's lock is free (on s3, whose locks
+    outlive their holders, once the operator's force-unlock removed it)."""
     problems = []
     disk = State()
-    if state_path.exists():
+    text = view.document_text()
+    if text is not None:
         try:
-            data = json.loads(state_path.read_text())
+            data = json.loads(text)
         except ValueError as exc:
-            return [f"{state_path} is not JSON: {exc}"]
+            return [f"the {view.kind} state is not JSON: {exc}"]
         problems += [f"state schema: {e.json_path}: {e.message}" for e in _state_validator().iter_errors(data)]
-        disk = state_from_json(data, str(state_path))
-    store = LocalStateStore(state_path)
+        disk = state_from_json(data, view.kind)
+    store = view.store()
     try:
         folded = state_to_json(fold(disk, store.replay()))
         problems += [f"folded state schema: {e.json_path}: {e.message}" for e in _state_validator().iter_errors(folded)]
@@ -217,14 +232,15 @@ def durable_problems(state_path: Path) -> list[str]:
     return problems
 
 
-def converged_problems(sim: ServedSimulator, state_path: Path, groups: Sequence[GroupSpec]) -> list[str]:
+def converged_problems(sim: ServedSimulator, view: StateView, groups: Sequence[GroupSpec]) -> list[str]:
     """The end of every trial: each managed desktop rebuilt exactly once to the desired image
     (or, if it already ran it, never), nothing else touched, every job the cloud issued in the
     state and tied to the desktops it rebuilt, nothing left UNKNOWN or running, no journal."""
-    problems = durable_problems(state_path)
-    if not state_path.exists():
+    problems = durable_problems(view)
+    text = view.document_text()
+    if text is None:
         return problems + ["no state was written"]
-    state = json.loads(state_path.read_text())
+    state = json.loads(text)
     desktops, jobs = sim.desktops(), sim.jobs()
     problems += _rebuild_problems(desktops, groups)
     issued = {j["id"] for j in jobs}
@@ -242,9 +258,9 @@ def converged_problems(sim: ServedSimulator, state_path: Path, groups: Sequence[
     open_jobs = sorted(i for i, j in state["jobs"].items() if j["status"] != "SUCCESS")
     if open_jobs:
         problems.append(f"{len(open_jobs)} ledger jobs not SUCCESS, e.g. {[(i, state['jobs'][i]['status']) for i in open_jobs[:3]]}")
-    if state_path.with_name("state.json.journal").exists():
+    if view.journal_exists():
         problems.append("a journal is left after a clean run")
-    stale = sorted(p.name for p in state_path.parent.glob("state.json.*.tmp"))
+    stale = view.stale_temp_files()
     if stale:
         problems.append(f"temp files of killed state writes left behind: {stale}")
     return problems
