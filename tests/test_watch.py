@@ -304,3 +304,13 @@ def test_git_pull_fast_forwards_before_the_cycle_and_reports_the_commit(tmp_path
     git("push", "-q", "origin", "HEAD:main", cwd=author)
     result = CliRunner().invoke(main, args, env=CREDENTIALS)
     assert result.exit_code == 1 and "cycle 1: FAILED" in result.output and "git pull" in result.output
+
+
+def test_the_mass_rebuild_guard_holds_for_a_watch(mdir: Path, serve_fleet: Any) -> None:
+    sim = serve_fleet(fleet(*FIN))
+    write_manifests(mdir, sim.url, group("finance", [d["id"] for d in FIN]), safety={"max_rebuilds_per_run": 2})
+    args = ["watch", str(mdir), "--once", "--apply", "all", "--listen", "127.0.0.1:0"]
+    result = CliRunner().invoke(main, args, env=CREDENTIALS)
+    assert result.exit_code == 1 and "cycle 1: FAILED" in result.output
+    assert "3 rebuilds exceed safety.max_rebuilds_per_run = 2" in result.output
+    assert sum(rebuilds(sim).values()) == 0

@@ -22,6 +22,7 @@ from reconciler.manifest import load_manifests
 from reconciler.model import Action, ManifestSet
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions
+from reconciler.safety import mass_rebuild
 from reconciler.session import ApplySession, Planned, Snapshot, apply_session, build_plan, snapshot, utc_now
 from reconciler.state import StateLocked, StateStore, fold, open_store
 from reconciler.watch import events
@@ -39,6 +40,14 @@ _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 class CycleError(ReconcilerError):
     """A cycle could not run (no manifests ever loaded, git failed, ...)."""
+
+
+def refuse_mass_rebuild(plan: Plan) -> None:
+    """The blast-radius guard of ``apply``: a watch never overrides it, a person does."""
+    excess = mass_rebuild(plan)
+    if excess is not None:
+        raise CycleError(f"refusing to apply: {excess.describe()}. Nothing was sent. Review the plan and apply it "
+                         "by hand (reconciler apply --allow-mass-rebuild) if it is right")
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,7 @@ class Cycle:
             todo = narrow(planned.plan, self.config.mode)
             if self.stop.is_set() or not todo.has_actions:
                 return _Found(planned.plan, fleet_status(planned.plan, before, before, self.clock()))
+            refuse_mass_rebuild(todo)
             result = self._apply(session, todo, client)
         fleet = fleet_status(planned.plan, before, session.current(), self.clock(),
                              submitted=frozenset(result.submitted), refused=result.failed)
