@@ -8,6 +8,7 @@ waited for a core.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -30,17 +31,32 @@ class Run:
     stderr: bytes
 
 
+# Runs the command and writes its resource usage to argv[1]. A small process of its own: a child's
+# peak memory starts from what its parent held when it was forked, so the (large) benchmark
+# process must not be that parent.
+USAGE_WRAPPER = """
+import json, os, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+import resource
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(json.dumps([u.ru_utime + u.ru_stime, u.ru_maxrss, code]))
+"""
+
+
 def run(command: Sequence[str]) -> Run:
-    """One run; output goes to files, so the process is reaped here, by ``wait4``, with its usage."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode, out.read(), err.read())
+    """One run: wall time here, CPU time and peak memory of the command and its children."""
+    with tempfile.TemporaryDirectory() as tmp:
+        usage_file = os.path.join(tmp, "usage.json")
+        with open(os.path.join(tmp, "out"), "w+b") as out, open(os.path.join(tmp, "err"), "w+b") as err:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", USAGE_WRAPPER, usage_file, *command], stdout=out, stderr=err, check=False)
+            wall = time.perf_counter() - started
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        with open(usage_file) as usage:
+            cpu, maxrss, code = json.load(usage)
+    return Run(wall, cpu, maxrss / 1024, code, stdout, stderr)
 
 
 def pinned(command: Sequence[str], core: int = 0) -> list[str]:

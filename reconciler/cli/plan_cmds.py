@@ -67,12 +67,15 @@ def store_for(manifests: ManifestSet) -> StateStore:
 def collector_paused() -> Iterator[None]:
     """Reading a large fleet allocates millions of objects, none of them in reference cycles:
     the cyclic garbage collector would run hundreds of times for nothing (about 8% of a plan of
-    100,000 desktops)."""
+    100,000 desktops). Afterwards what was read is frozen (never walked again) and the collector
+    runs on: an HTTP response is a reference cycle (httpx's response and its stream), and with
+    the collector off a refresh of 100,000 desktops kept all 200 pages, 143 MB."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if enabled:
             gc.enable()
 
@@ -197,7 +200,7 @@ def plan(paths: tuple[str, ...], out_file: str | None, refresh: bool, targets: t
         check_writable(out_file)
     with collector_paused():
         manifests, snap = load_with_state(paths)
-        planned = make_plan(manifests, snap, refresh, plan_options(targets, excludes, ignore_window, replacements))
+    planned = make_plan(manifests, snap, refresh, plan_options(targets, excludes, ignore_window, replacements))
     base_dir = manifests.settings.base_dir
     made = replace(planned.plan, manifest_root=root_as_named(base_dir), manifest_sources=recorded_sources(paths, base_dir))
     document = plan_to_json(made, key) if out_file or as_json else {}

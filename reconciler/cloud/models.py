@@ -6,6 +6,7 @@ the service adds fields over time and the client must not break on them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,29 +57,36 @@ class Desktop:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Desktop:
         # Positional and with few calls: a refresh of a large fleet builds one per desktop.
+        # Values most desktops share (statuses, images, tags, project) are interned, so 100,000
+        # desktops hold one copy of each rather than 100,000 (about 0.5 KB a desktop).
         metadata = data.get("metadata") or {}
         product = data.get("product")
         product = product if isinstance(product, dict) else {}
         raw_tags = data.get("tags")
-        tags = tuple(sorted((str(t.get("key", "")), _text(t, "value")) for t in raw_tags)) if raw_tags else ()
+        tags = tuple(sorted((_shared(t.get("key", "")), _shared(t.get("value"))) for t in raw_tags)) if raw_tags else ()
         return cls(
             _text(data, "desktop_id"),
             _text(data, "computer_name"),
-            _text(data, "status"),
-            _text(data, "task_status"),
-            _text(data, "login_status"),
-            metadata.get(IMAGE_METADATA_KEY) or None,
-            metadata.get("image_name") or None,
-            metadata.get("os_type") or None,
+            _shared(data.get("status")),
+            _shared(data.get("task_status")),
+            _shared(data.get("login_status")),
+            _shared(metadata.get(IMAGE_METADATA_KEY)) or None,
+            _shared(metadata.get("image_name")) or None,
+            _shared(metadata.get("os_type")) or None,
             tags,
-            _text(data, "enterprise_project_id") or "0",
-            _text(data, "user_name"),
+            _shared(data.get("enterprise_project_id")) or "0",
+            _shared(data.get("user_name")),
             _text(data, "created"),
-            product.get("architecture") or None,
+            _shared(product.get("architecture")) or None,
             _disk_size(data.get("root_volume"), product),
             data.get("is_freeze") is True,
             data.get("in_maintenance_mode") is True,
         )
+
+
+def _shared(value: Any) -> str:
+    """``value`` as text, one copy per distinct text (``sys.intern``)."""
+    return "" if value is None else sys.intern(value if type(value) is str else str(value))
 
 
 def _int_or_none(value: Any) -> int | None:
