@@ -27,6 +27,7 @@ from reconciler.recheck import connected_users, window_closed
 from reconciler.refresh import desktops_by_id, job_totals, resolve_unknown
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state.recorder import Recorder
+from reconciler.state.records import AdoptedDesktop, BatchFields, SubJobSeen
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
@@ -132,10 +133,10 @@ class Applier:
         return self.result
 
     def _state_only(self, changes: Sequence[Change]) -> None:
-        adopt = {
+        adopt: dict[str, AdoptedDesktop] = {
             c.desktop_id: {"group": c.group, "image_id": c.after_image, "name": c.desktop_name}
             for c in changes
-            if c.action is Action.ADOPT
+            if c.action is Action.ADOPT and c.group is not None  # a plan always names an adopted desktop's group
         }
         forget = [c.desktop_id for c in changes if c.action is Action.FORGET]
         if adopt:
@@ -277,7 +278,7 @@ class Applier:
         return self._call(taken)
 
     def _call(self, batch: RebuildBatch) -> _CallResult:
-        base = {"batch_id": batch.id, "group": batch.group, "desktop_ids": list(batch.desktop_ids)}
+        base: BatchFields = {"batch_id": batch.id, "group": batch.group, "desktop_ids": list(batch.desktop_ids)}
         self.recorder.record(
             {"type": "intent", "at": self.recorder.at(), "image_id": batch.request.image_id, "names": dict(batch.names), **base}
         )
@@ -364,7 +365,7 @@ class Applier:
         if ripe:
             self._resolve(runs, ripe)
         jobs = sorted({j for r in runs for j in r.in_flight.values() if j})
-        seen: dict[str, dict[str, Any]] = {}
+        seen: dict[str, SubJobSeen] = {}
         for job_id in jobs:
             for sub in self.client.iter_sub_jobs(job_id=job_id):
                 seen[sub.desktop_id] = {"job_id": job_id, "status": sub.status, "fail_reason": sub.fail_reason or None}

@@ -27,7 +27,12 @@ class PlanError(ReconcilerError):
         if len(problems) == 1:
             super().__init__(problems[0])
         else:
-            super().__init__(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+            super().__init__("\n".join(self.message_lines()))
+
+    def message_lines(self) -> list[str]:
+        if len(self.problems) == 1:
+            return [self.problems[0]]
+        return [f"{len(self.problems)} problems:", *(f"  {p}" for p in self.problems)]
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciler.cloud.models import DESKTOP_PAGE_LIMIT, REBUILD_JOB_TYPE, Desktop, SubJob
 from reconciler.model import DesktopGroup
 from reconciler.planner import Inventory
 from reconciler.state import State
-from reconciler.state.state import aggregate_status
+from reconciler.state.builder import aggregate_status
+from reconciler.state.records import JobStatus, JobStatusRecord, LostCallFound, ResolvedRecord, SubJobSeen
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
     from reconciler.cloud.client import WorkspaceClient
@@ -129,14 +130,14 @@ def _began(sub: SubJob) -> datetime:
 
 def resolve_unknown(
     client: WorkspaceClient, state: State, live: Mapping[str, Desktop], now: datetime
-) -> dict[str, Any] | None:
+) -> ResolvedRecord | None:
     """Find out what happened to rebuild calls whose answer was lost: a ``resolved`` record
     naming the job each desktop got, or null for desktops the call never reached."""
-    unknown = {i: r for i, r in state.desktops.items() if r.job is not None and r.job.status == "UNKNOWN"}
+    unknown = {i: r for i, r in state.desktops.items() if r.job is not None and r.job.status == JobStatus.UNKNOWN}
     if not unknown:
         return None
     subs = rebuild_sub_jobs(client, unknown)
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, LostCallFound] = {}
     for desktop_id, record in unknown.items():
         assert record.job is not None
         sent = datetime.fromisoformat(record.job.submitted_at)
@@ -150,11 +151,11 @@ def resolve_unknown(
     return {"type": "resolved", "at": utc_now_text(now), "desktops": found} if found else None
 
 
-def observe_jobs(client: WorkspaceClient, state: State, live: Mapping[str, Desktop], now: datetime) -> dict[str, Any] | None:
+def observe_jobs(client: WorkspaceClient, state: State, live: Mapping[str, Desktop], now: datetime) -> JobStatusRecord | None:
     """A ``job_status`` record for recorded jobs that are not finished. A desktop that is no
     longer rebuilding tells the outcome by its image; only the sub-jobs of jobs that seem to
     have failed (or whose desktops are gone) are read, for their reasons."""
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, SubJobSeen] = {}
     to_read: set[str] = set()
     for desktop_id, record in state.desktops.items():
         job = record.job
@@ -175,9 +176,9 @@ def observe_jobs(client: WorkspaceClient, state: State, live: Mapping[str, Deskt
     return {"type": "job_status", "at": utc_now_text(now), "desktops": seen, "jobs": job_totals(state, seen)}
 
 
-def job_totals(state: State, seen: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def job_totals(state: State, seen: Mapping[str, SubJobSeen]) -> dict[str, str]:
     """Overall status of each unfinished ledger job, given the latest per-desktop statuses."""
-    totals = {}
+    totals: dict[str, str] = {}
     for job_id, job in state.jobs.items():
         if job.status in ("SUCCESS", "FAILED"):
             continue

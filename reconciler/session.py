@@ -5,6 +5,7 @@ job tracking and state surgery. File and network I/O through a ``StateStore`` an
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,7 +20,9 @@ from reconciler.plan import Plan, check_current
 from reconciler.planner import Inventory, PlanOptions, selection
 from reconciler.planner import plan as make_plan
 from reconciler.refresh import desktops_by_id, observe_jobs, read_inventory, resolve_unknown
-from reconciler.state import State, StateStore, fold
+from reconciler.state import State, StateError, StateStore, fold
+from reconciler.state.records import BeginRecord, EndRecord, JobStatus, JournalRecord, RecordKind
+from reconciler.state.store import JournalWriteError, StateWriteError
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
     from reconciler.applier import ApplyOptions, ApplyResult, Emit
@@ -27,6 +30,7 @@ if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a comm
     from reconciler.state.recorder import Recorder
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("reconciler.state")
 
 
 def utc_now() -> datetime:
@@ -48,6 +52,8 @@ def snapshot(store: StateStore) -> Snapshot:
     disk = store.read()
     records = tuple(store.replay())
     folded = fold(disk, records) if records else disk
+    if records:
+        log.debug("folded %d journal records into the state at %s (serial %d)", len(records), store.location, disk.serial)
     return Snapshot(folded, disk.lineage, disk.serial, store.journal_digest() if records else None, records)
 
 
@@ -67,7 +73,7 @@ def let_lost_calls_land(state: State, horizon: float, clock: Clock = utc_now, sl
     lost calls. Journal times are whole seconds, rounded down: one more second keeps the wait
     whole. The dead run sends nothing more, so no wait is longer than that from now.
     """
-    sent = [r.job.submitted_at for r in state.desktops.values() if r.job is not None and r.job.status == "UNKNOWN"]
+    sent = [r.job.submitted_at for r in state.desktops.values() if r.job is not None and r.job.status == JobStatus.UNKNOWN]
     if not sent:
         return 0.0
     youngest = max(datetime.fromisoformat(at) for at in sent)
@@ -78,9 +84,9 @@ def let_lost_calls_land(state: State, horizon: float, clock: Clock = utc_now, sl
     return wait
 
 
-def observations(client: WorkspaceClient, state: State, live: Mapping[str, Desktop], now: datetime) -> list[dict[str, Any]]:
+def observations(client: WorkspaceClient, state: State, live: Mapping[str, Desktop], now: datetime) -> list[JournalRecord]:
     """Journal records for lost calls resolved and unfinished jobs observed, in order."""
-    records = []
+    records: list[JournalRecord] = []
     resolved = resolve_unknown(client, state, live, now)
     if resolved is not None:
         records.append(resolved)
@@ -94,10 +100,10 @@ def observations(client: WorkspaceClient, state: State, live: Mapping[str, Deskt
 @dataclass(frozen=True)
 class Planned:
     plan: Plan
-    observed: tuple[dict[str, Any], ...]  # records to journal if this plan is applied now
+    observed: tuple[JournalRecord, ...]  # records to journal if this plan is applied now
 
 
-def _refreshed(client: WorkspaceClient, manifests: ManifestSet, state: State, now: datetime) -> tuple[State, Inventory, list[dict[str, Any]]]:
+def _refreshed(client: WorkspaceClient, manifests: ManifestSet, state: State, now: datetime) -> tuple[State, Inventory, list[JournalRecord]]:
     """The live fleet, and the state with what the live API showed of lost calls and unfinished
     jobs folded in (those records are journalled if the plan is applied)."""
     let_lost_calls_land(state, client.lost_call_horizon)
@@ -128,7 +134,8 @@ def build_plan(
     now: datetime,
 ) -> Planned:
     """Plan against the snapshot; with a client, refresh from the live fleet first."""
-    state, inventory, observed = snap.state, None, list[dict[str, Any]]()
+    state, inventory = snap.state, None
+    observed: list[JournalRecord] = []
     if client is not None:
         state, inventory, observed = _refreshed(client, manifests, state, now)
     result = make_plan(manifests.groups, state, inventory, options)
@@ -175,21 +182,23 @@ def _journal_lineage(records: Iterable[dict[str, Any]]) -> str | None:
     """The lineage a killed run gave a state it never got to write. Reusing it keeps every
     segment of the journal in one lineage: a run killed after writing the state but before
     removing the journal leaves segments the next run must recognise as its own."""
-    return next((r["lineage"] for r in records if r.get("type") == "begin" and r.get("lineage")), None)
+    return next((r["lineage"] for r in records if r.get("type") == RecordKind.BEGIN and r.get("lineage")), None)
 
 
-class ApplySession:
-    """A locked state for one apply: plan (or check a saved plan), then execute.
+class StateTransaction:
+    """The state, locked, for one command that changes it (``apply``, ``state rm``, ``jobs
+    --refresh``): read it (with any leftover journal), journal each change, write it once.
 
     Leaving the ``with`` block writes the state once (if anything was recorded), removes the
-    journal, and releases the lock. Declining the plan changes nothing.
+    journal, and releases the lock. Declining a plan changes nothing.
     """
 
-    def __init__(self, store: StateStore, snap: Snapshot, lock_id: str, now: Clock) -> None:
+    def __init__(self, store: StateStore, snap: Snapshot, lock_id: str, now: Clock, operation: str = "apply") -> None:
         self.store = store
         self.snap = snap
         self.lock_id = lock_id
         self.now = now
+        self.operation = operation
         self.recorder: Recorder | None = None
         self._lineage = snap.disk_lineage or _journal_lineage(snap.journal) or str(uuid.uuid4())
 
@@ -200,13 +209,19 @@ class ApplySession:
         if self.recorder is None:
             from reconciler.state.recorder import Recorder
 
-            self.recorder = Recorder(self.store, self.snap.state, self.now)
-            self.recorder.record(
-                {"type": "begin", "at": self.recorder.at(), "lineage": self._lineage, "base_serial": self.snap.disk_serial, "operation": "apply"}
-            )
+            recorder = Recorder(self.store, self.snap.state, self.now)
+            begin: BeginRecord = {
+                "type": "begin", "at": recorder.at(), "lineage": self._lineage, "base_serial": self.snap.disk_serial, "operation": self.operation,
+            }
+            recorder.record(begin)
+            self.recorder = recorder
         return self.recorder
 
-    def record(self, records: Iterable[dict[str, Any]]) -> None:
+    def submitted_jobs(self) -> list[str]:
+        """Job ids this transaction recorded (all of them are in the journal)."""
+        return self.recorder.new_jobs() if self.recorder else []
+
+    def record(self, records: Iterable[JournalRecord]) -> None:
         recorder = self._begin()
         for record in records:
             recorder.record(record)
@@ -230,7 +245,8 @@ class ApplySession:
         from reconciler.applier import Applier
 
         result = Applier(client, recorder, options=options, emit=emit).run(plan)
-        recorder.record({"type": "end", "at": recorder.at()})
+        end: EndRecord = {"type": "end", "at": recorder.at()}
+        recorder.record(end)
         return result
 
     def finish(self) -> State | None:
@@ -245,11 +261,12 @@ class ApplySession:
         final = base.next_version(self._lineage)
         self.store.write(final)
         self.store.discard()
+        log.debug("wrote the state at %s (serial %d) and removed its journal", self.store.location, final.serial)
         return final
 
 
 def track_jobs(
-    session: ApplySession, client: WorkspaceClient, *, wait: bool, poll_interval: float, emit: Emit, sleep: Callable[[float], None] = time.sleep
+    session: StateTransaction, client: WorkspaceClient, *, wait: bool, poll_interval: float, emit: Emit, sleep: Callable[[float], None] = time.sleep
 ) -> None:
     """``jobs --refresh`` (one look) and ``jobs --wait`` (look until nothing is running)."""
     total = sum(1 for r in session.current().desktops.values() if r.job is not None and r.job.in_progress)
@@ -262,13 +279,40 @@ def track_jobs(
 
 
 @contextmanager
-def apply_session(store: StateStore, *, lock_timeout: float = 0.0, operation: str = "apply", now: Clock = utc_now) -> Iterator[ApplySession]:
+def state_transaction(
+    store: StateStore, *, lock_timeout: float = 0.0, operation: str = "apply", now: Clock = utc_now
+) -> Iterator[StateTransaction]:
+    """Lock the state for ``operation``, yield the transaction, write and unlock on the way out.
+
+    A journal or state write that fails is reported with the jobs this run submitted: the
+    journal holds them, and the next run folds it in."""
     info = store.lock(operation, timeout=lock_timeout)
+    log.debug("took the lock on %s for %s (ID %s)", store.location, operation, info.id)
     try:
-        session = ApplySession(store, snapshot(store), info.id, now)
+        transaction = StateTransaction(store, snapshot(store), info.id, now, operation)
         try:
-            yield session
-        finally:
-            session.finish()
+            yield transaction
+        except JournalWriteError as exc:
+            exc.submitted = transaction.submitted_jobs()
+            _finish_after_failure(transaction)
+            raise
+        except BaseException:
+            _finish_after_failure(transaction)
+            raise
+        try:
+            transaction.finish()
+        except StateWriteError as exc:
+            exc.submitted = transaction.submitted_jobs()
+            raise
     finally:
         store.unlock(info.id)
+        log.debug("released the lock on %s (ID %s)", store.location, info.id)
+
+
+def _finish_after_failure(transaction: StateTransaction) -> None:
+    """Write what was recorded before a failure. If that fails too, the journal keeps it all
+    (it is only removed after the state is written): the first failure is the one reported."""
+    try:
+        transaction.finish()
+    except StateError as exc:
+        log.debug("the state was not written after a failure (%s); the journal keeps the records", exc)

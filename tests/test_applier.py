@@ -17,7 +17,7 @@ from reconciler.cloud.client import WorkspaceClient
 from reconciler.cloud.pacing import RetryPolicy
 from reconciler.model import DesktopGroup, FailureBudget, Image, Location, ManifestSet, Rollout, Selector, Settings
 from reconciler.planner import PlanOptions
-from reconciler.session import apply_session, build_plan, snapshot, utc_now
+from reconciler.session import build_plan, snapshot, state_transaction, utc_now
 from reconciler.simulator import Simulator, load_fleet_data
 from reconciler.state import LocalStateStore
 
@@ -56,7 +56,7 @@ class World:
 
     def apply(self, *groups: DesktopGroup, wait: bool | None = None) -> ApplyResult:
         manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), tuple(groups))
-        with self.client() as client, apply_session(self.store) as session:
+        with self.client() as client, state_transaction(self.store) as session:
             planned = build_plan(manifests, session.snap, client, PlanOptions(now=utc_now()), utc_now())
             session.record(planned.observed)
             options = ApplyOptions(wait=wait, poll_interval=0.05, max_concurrent_calls=3)
@@ -265,7 +265,7 @@ def test_a_busy_desktop_is_set_aside_even_when_max_in_flight_splits_batches(worl
 
 def _plan_then_apply_at(w: World, group_: DesktopGroup, planned_at, applied_at) -> ApplyResult:
     manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group_,))
-    with w.client() as client, apply_session(w.store, now=lambda: applied_at) as session:
+    with w.client() as client, state_transaction(w.store, now=lambda: applied_at) as session:
         planned = build_plan(manifests, session.snap, client, PlanOptions(now=planned_at), planned_at)
         return session.execute(planned.plan, client, ApplyOptions(poll_interval=0.05), w.events.append)
 
@@ -292,7 +292,7 @@ def test_a_user_who_connected_since_the_plan_is_not_disturbed(world) -> None:
     now = datetime.now(UTC)
     victim = sorted(w.names().values())[0]
     manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), (group(skip_connected=True),))
-    with w.client() as client, apply_session(w.store) as session:
+    with w.client() as client, state_transaction(w.store) as session:
         planned = build_plan(manifests, session.snap, client, PlanOptions(now=now), now)
         with w.admin() as admin:
             admin.patch(f"/_simulator/desktops/{victim}", json={"login_status": "CONNECTED"})

@@ -21,7 +21,7 @@ from reconciler.connect import paced
 from reconciler.manifest import load_manifests
 from reconciler.model import DesktopGroup, Image, Location, ManifestSet, Rollout, Selector, Settings
 from reconciler.planner import PlanOptions
-from reconciler.session import apply_session, build_plan, utc_now
+from reconciler.session import build_plan, state_transaction, utc_now
 from reconciler.simulator import Simulator, load_fleet_data
 from reconciler.state import LocalStateStore
 
@@ -122,7 +122,7 @@ def test_apply_never_runs_more_calls_at_once_than_allowed(tmp_path: Path) -> Non
                          source=Location("a.yaml", 1))
     manifests = ManifestSet(Settings(project, endpoint="http://127.0.0.1"), (group,))
     client = WorkspaceClient("http://127.0.0.1", project, AkSkAuth("AK", "SK", project_id=project), transport=meter)
-    with client, apply_session(LocalStateStore(tmp_path / "state.json")) as session:
+    with client, state_transaction(LocalStateStore(tmp_path / "state.json")) as session:
         planned = build_plan(manifests, session.snap, client, PlanOptions(now=utc_now()), utc_now())
         result = session.execute(planned.plan, client, ApplyOptions(max_concurrent_calls=3, poll_interval=0.05), lambda e: None)
     assert len(result.submitted) == 40

@@ -23,7 +23,7 @@ from reconciler.cloud.pacing import RetryPolicy
 from reconciler.model import DesktopGroup, Image, Location, ManifestSet, Rollout, Selector, Settings
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions
-from reconciler.session import apply_session, build_plan, snapshot, utc_now
+from reconciler.session import build_plan, snapshot, state_transaction, utc_now
 from reconciler.simulator import Simulator, load_fleet_data
 from reconciler.state import LocalStateStore, StateLocked
 
@@ -60,7 +60,7 @@ class World:
         return ManifestSet(Settings(P, endpoint="http://127.0.0.1"), groups)
 
     def apply(self, *groups: DesktopGroup, timeout: float = 30.0, horizon: float = 0.5) -> ApplyResult:
-        with self.client(timeout, horizon) as client, apply_session(self.store) as session:
+        with self.client(timeout, horizon) as client, state_transaction(self.store) as session:
             planned = build_plan(self.manifests(*groups), session.snap, client, PlanOptions(now=utc_now()), utc_now())
             session.record(planned.observed)
             return session.execute(planned.plan, client, ApplyOptions(wait=True, poll_interval=0.05, max_concurrent_calls=2), lambda e: None)
@@ -113,7 +113,7 @@ def test_the_first_state_keeps_the_lineage_of_the_journal_it_folds(tmp_path: Pat
     lineages, and every later run failed with 'the journal belongs to state lineage …'."""
     w = World.build(tmp_path, count=3)
     w.dead_run(w.ids())
-    with w.client() as client, apply_session(w.store) as session:
+    with w.client() as client, state_transaction(w.store) as session:
         planned = build_plan(w.manifests(group()), session.snap, client, PlanOptions(now=utc_now()), utc_now())
         session.record(planned.observed)
         session.execute(planned.plan, client, ApplyOptions(wait=True, poll_interval=0.05), lambda e: None)

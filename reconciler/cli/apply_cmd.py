@@ -32,7 +32,7 @@ from reconciler.plan import Plan, manifest_root, read_plan_document, settings_fo
 from reconciler.plan_signing import plan_key, signed_by, verify
 from reconciler.render.common import plural
 from reconciler.safety import refuse_mass_rebuild
-from reconciler.session import ApplySession, apply_session, build_plan, refresh_only_plan, track_jobs, utc_now
+from reconciler.session import StateTransaction, build_plan, refresh_only_plan, state_transaction, track_jobs, utc_now
 from reconciler.state import open_store
 
 NOT_A_TERMINAL = ("stdin is not a terminal, so apply cannot ask for confirmation: add --auto-approve to apply "
@@ -65,14 +65,14 @@ def interrupted(printer: EventPrinter) -> ReconcilerError:
         "cloud and are recorded in the state. `reconciler jobs --wait` follows them; the next apply carries on with the rest")
 
 
-def _finish_running(session: ApplySession, client: Any, plan: Plan, printer: EventPrinter) -> None:
+def _finish_running(session: StateTransaction, client: Any, plan: Plan, printer: EventPrinter) -> None:
     """``--wait`` also waits for rebuilds still running from earlier runs (the plan's ``wait``
     entries): an explicit wait ends with nothing in progress."""
     assert plan.settings is not None
     track_jobs(session, client, wait=True, poll_interval=plan.settings.api.poll_interval_seconds, emit=printer)
 
 
-def _execute(session: ApplySession, plan: Plan, client: Any, options: ApplyOptions, printer: EventPrinter) -> ApplyResult:
+def _execute(session: StateTransaction, plan: Plan, client: Any, options: ApplyOptions, printer: EventPrinter) -> ApplyResult:
     result = session.execute(plan, client, options, printer)
     if options.wait:
         _finish_running(session, client, plan, printer)
@@ -120,7 +120,7 @@ def _apply_saved(path: str, wait: bool | None, lock_timeout: float, printer: Eve
     refuse_mass_rebuild(saved, allow_mass)
     store = open_store(settings)
     announce_lock_wait(store, lock_timeout)
-    with apply_session(store, lock_timeout=lock_timeout) as session:
+    with state_transaction(store, lock_timeout=lock_timeout) as session:
         session.check_saved(saved)
         printer.plan(saved)
         with open_client(settings, os.environ) as client:
@@ -134,7 +134,7 @@ def _apply_fresh(paths: tuple[str, ...], args: dict[str, Any], printer: EventPri
     options = plan_options(args["targets"], args["excludes"], args["ignore_window"], args["replace"])
     store = store_for(manifests)
     announce_lock_wait(store, args["lock_timeout"])
-    with apply_session(store, lock_timeout=args["lock_timeout"]) as session:
+    with state_transaction(store, lock_timeout=args["lock_timeout"]) as session:
         with open_client(manifests.settings, os.environ) as client:
             with refresh_progress(client, enabled=sys.stderr.isatty() and not printer.as_json):
                 if args["refresh_only"]:

@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,8 +46,23 @@ def out_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> None:
-    err(style("Error: ", fg="red", bold=True) + message)
+# Characters that would split the one-line ``Error:`` format or drive the terminal: C0 and C1
+# controls, DEL, and Unicode's line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (a newline as ``\\n``, ESC as ``\\x1b``):
+    a file or desktop name can hold any of them."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"), text)
+
+
+def fail(message: str | list[str], code: int = EXIT_ERROR, hint: str | None = None) -> None:
+    """One ``Error:`` line (control characters in ``message`` escaped; a list: one line per
+    entry, each escaped), then our own ``hint``."""
+    lines = [one_line(line) for line in ([message] if isinstance(message, str) else message)]
+    err(style("Error: ", fg="red", bold=True) + "\n".join(lines) + (f"\n{hint}" if hint else ""))
     sys.exit(code)
 
 
@@ -112,16 +128,18 @@ class ReconcilerGroup(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except StateLocked as exc:
             lock_id = exc.info.id if exc.info else "LOCK_ID"
-            fail(f"{exc}\nIf that run is gone, release the lock with: reconciler force-unlock {lock_id}", EXIT_LOCKED)
+            fail(str(exc), EXIT_LOCKED, hint=f"If that run is gone, release the lock with: reconciler force-unlock {one_line(lock_id)}")
         except ReconcilerError as exc:
-            fail(str(exc))
+            fail(exc.message_lines())
         except click.UsageError as exc:
-            hint = f"\nTry '{exc.ctx.command_path} --help' for help." if exc.ctx else ""
-            fail(exc.format_message() + hint)
+            fail(exc.format_message(), hint=f"Try '{exc.ctx.command_path} --help' for help." if exc.ctx else None)
         except click.ClickException as exc:
             fail(exc.format_message())
         except click.Abort:
             fail("aborted")
+        except OSError as exc:  # the environment (a full disk, a read-only file system), not a bug
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
             if os.environ.get("RECONCILER_DEBUG") == "1":
                 raise

@@ -15,7 +15,7 @@ from reconciler.cli.common import F, announce_lock_wait, chdir_option, err, json
 from reconciler.cli.plan_cmds import load, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
-from reconciler.session import apply_session, snapshot, track_jobs
+from reconciler.session import snapshot, state_transaction, track_jobs
 from reconciler.state import state_to_json
 
 
@@ -104,7 +104,7 @@ def state_rm(desktop_ids: tuple[str, ...], manifests_path: str, lock_timeout: fl
     """
     store = store_for(load((manifests_path,)))
     announce_lock_wait(store, lock_timeout)
-    with apply_session(store, lock_timeout=lock_timeout, operation="state rm") as session:
+    with state_transaction(store, lock_timeout=lock_timeout, operation="state rm") as session:
         missing = [i for i in desktop_ids if i not in session.snap.state.desktops]
         if missing:
             raise click.UsageError(f"not in the state: {', '.join(missing)}")
@@ -178,7 +178,7 @@ def jobs(manifests_path: str, refresh: bool, wait: bool, lock_timeout: float, as
     if refresh or wait:
         printer = EventPrinter(as_json=False, interactive=sys.stderr.isatty())
         announce_lock_wait(store, lock_timeout)
-        with apply_session(store, lock_timeout=lock_timeout, operation="jobs") as session:
+        with state_transaction(store, lock_timeout=lock_timeout, operation="jobs") as session:
             with open_client(manifests.settings, os.environ) as client:
                 track_jobs(session, client, wait=wait, poll_interval=manifests.settings.api.poll_interval_seconds, emit=printer)
     current = snapshot(store).state

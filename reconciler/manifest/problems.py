@@ -52,11 +52,14 @@ class ManifestError(ReconcilerError):
         self.notes = tuple(notes)  # files skipped on the way, told before the problems
         super().__init__(self._render())
 
-    def _render(self) -> str:
+    def message_lines(self) -> list[str]:
         lines = [str(problem) for problem in self.problems[:MAX_LINES_SHOWN]]
         hidden = len(self.problems) - len(lines)
         if hidden:
             lines.append(f"... and {hidden} more problems")
         if len(self.problems) == 1:
-            return lines[0]
-        return f"{len(self.problems)} problems in the manifests:\n" + "\n".join(lines)
+            return lines
+        return [f"{len(self.problems)} problems in the manifests:", *lines]
+
+    def _render(self) -> str:
+        return "\n".join(self.message_lines())

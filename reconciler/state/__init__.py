@@ -6,15 +6,15 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from reconciler.state.builder import StateBuilder, fold
 from reconciler.state.local import LocalStateStore
+from reconciler.state.records import JobStatus, JournalRecord, RecordKind
 from reconciler.state.state import (
     DesktopRecord,
     JobRecord,
     JobRef,
     State,
-    StateBuilder,
     StateError,
-    fold,
     state_from_json,
     state_to_json,
 )
@@ -28,9 +28,12 @@ __all__ = [
     "DesktopRecord",
     "JobRecord",
     "JobRef",
+    "JobStatus",
+    "JournalRecord",
     "LocalStateStore",
     "LockInfo",
     "LockMismatch",
+    "RecordKind",
     "State",
     "StateBuilder",
     "StateConflict",

@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 import pytest
 
+from reconciler.state.records import JobStatus
 from reconciler.state.state import DesktopRecord, JobRecord, JobRef, State
 from reconciler.state.store import LockMismatch, StateConflict, StateLocked, StateStore
 
@@ -35,12 +36,12 @@ Factory = Callable[[], StateStore]
 
 
 def sample_state() -> State:
-    job = JobRef("job-1", "RUNNING", "img-new", "2026-11-27T10:00:00+00:00", batch_id="b-1")
+    job = JobRef("job-1", JobStatus.RUNNING, "img-new", "2026-11-27T10:00:00+00:00", batch_id="b-1")
     desktops = {
         "d-1": DesktopRecord("finance", "img-old", "fin-001", job, "2026-11-27T10:00:00+00:00"),
         "d-2": DesktopRecord("finance", "img-new", None, None, "2026-11-27T09:00:00+00:00"),
     }
-    jobs = {"job-1": JobRecord("job-1", "finance", "img-new", ("d-1",), "2026-11-27T10:00:00+00:00", "RUNNING")}
+    jobs = {"job-1": JobRecord("job-1", "finance", "img-new", ("d-1",), "2026-11-27T10:00:00+00:00", JobStatus.RUNNING)}
     return State("3b0f5a8e-0000-4000-8000-000000000001", 4, MappingProxyType(desktops), MappingProxyType(jobs))
 
 

@@ -5,7 +5,8 @@
   modification time): a run whose lock was broken cannot silently overwrite another's state.
 - ``state.json.lock`` holds the lock info; the lock itself is an ``flock`` on that file, so a run
   killed with SIGKILL releases it, and a live holder is always detected.
-- ``state.json.journal`` is append-only; each record is one line, fsynced before ``append`` returns.
+- ``state.json.journal`` is append-only; each record is one checksummed line, fsynced before
+  ``append`` returns; a failed append is cut back off (see ``reconciler.state.journal``).
 """
 
 from __future__ import annotations
@@ -14,17 +15,27 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from reconciler.files import fsync_dir, write_atomically
+from reconciler.state.journal import JournalFile, UndoFailed, encode_record, read_lines
 from reconciler.state.state import State, StateError, state_from_json, state_to_json
-from reconciler.state.store import LockInfo, LockMismatch, StateConflict, StateLocked, StateStore
+from reconciler.state.store import (
+    JournalWriteError,
+    LockInfo,
+    LockMismatch,
+    Salvage,
+    StateConflict,
+    StateLocked,
+    StateStore,
+    StateWriteError,
+)
 
 LOCK_POLL_SECONDS = 0.2
-TAIL_CHUNK = 1 << 16
 # The file a handle last read or wrote: (inode, size, mtime in ns), ABSENT, or UNSEEN (no read yet).
 FileVersion = tuple[int, int, int] | str
 ABSENT, UNSEEN = "absent", "unseen"
@@ -50,15 +61,19 @@ def encode_state(document: Mapping[str, Any]) -> bytes:
 
 
 class LocalStateStore(StateStore):
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], open_journal: Callable[[Path], JournalFile] = JournalFile.open) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.journal_path = self.path.with_name(self.path.name + ".journal")
         self.location = str(self.path)
         self._lock_fd: int | None = None
         self._lock_id: str | None = None
-        self._journal_fd: int | None = None
         self._seen: FileVersion = UNSEEN
+        self._open_journal_file = open_journal
+        self._journal: JournalFile | None = None
+        self._journal_end = 0  # the journal's size after the last complete record
+        self._journal_broken: str | None = None  # why appending must stop (an undo failed)
+        self._append_lock = threading.Lock()
 
     def _ensure_dir(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -81,7 +96,7 @@ class LocalStateStore(StateStore):
             self._seen = ABSENT
             return State()
         except OSError as exc:
-            raise StateError(f"cannot read the state {self.path}: {exc.strerror}") from None
+            raise StateError(f"cannot read the state {self.path}: {_reason(exc)}") from None
         self._seen = (found.st_ino, found.st_size, found.st_mtime_ns)
         try:
             data = json.loads(text)
@@ -90,16 +105,25 @@ class LocalStateStore(StateStore):
         return state_from_json(data, str(self.path))
 
     def write(self, state: State) -> None:
-        self._ensure_dir()
         payload = encode_state(state_to_json(state))
         if self._seen != UNSEEN and self._version() != self._seen:
             raise StateConflict(self.location)
-        write_atomically(self.path, payload)  # mode 0600: the state is never readable by others
+        try:
+            self._ensure_dir()
+            write_atomically(self.path, payload)  # mode 0600: the state is never readable by others
+        except OSError as exc:
+            raise StateWriteError(str(self.path), _reason(exc), str(self.journal_path)) from None
         self._seen = self._version()
 
     # -- lock --------------------------------------------------------------------------------
 
     def lock(self, operation: str, timeout: float = 0.0) -> LockInfo:
+        try:
+            return self._lock(operation, timeout)
+        except OSError as exc:
+            raise StateError(f"cannot lock the state at {self.location} ({self.lock_path}): {_reason(exc)}; nothing was changed") from None
+
+    def _lock(self, operation: str, timeout: float) -> LockInfo:
         self._ensure_dir()
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
@@ -184,68 +208,98 @@ class LocalStateStore(StateStore):
     # -- journal -----------------------------------------------------------------------------
 
     def append(self, record: Mapping[str, Any]) -> None:
-        if self._journal_fd is None:
-            self._ensure_dir()
-            self._journal_fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-            self._cut_torn_tail(self._journal_fd)
-        line = json.dumps(record, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
-        written = 0
-        while written < len(line):  # a short write (a full disk) must not pass for a record
-            written += os.write(self._journal_fd, line[written:])
-        os.fsync(self._journal_fd)
-
-    @staticmethod
-    def _cut_torn_tail(fd: int) -> None:
-        """Drop a last record a killed run was still writing (a kill can cut a multi-page write
-        short). ``replay`` already ignores it, and its run never acted on it; appending after it
-        would glue the next record to it and make the journal unreadable for every later run."""
-        end = os.fstat(fd).st_size
-        if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
-            return
-        keep, position = 0, end
-        while position > 0:  # find the last complete record, reading backwards
-            start = max(0, position - TAIL_CHUNK)
-            newline = os.pread(fd, position - start, start).rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            position = start
-        os.ftruncate(fd, keep)
-        os.fsync(fd)
-
-    def replay(self) -> list[dict[str, Any]]:
-        try:
-            raw = self.journal_path.read_bytes()
-        except FileNotFoundError:
-            return []
-        records = []
-        lines = raw.split(b"\n")
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+        line = encode_record(record)
+        with self._append_lock:  # one record at a time: a failed one is undone before the next
+            if self._journal_broken is not None:
+                raise JournalWriteError(str(self.journal_path), self._journal_broken, intact=False)
+            journal = self._open_journal()
             try:
-                records.append(json.loads(line))
-            except ValueError:
-                if number >= len(lines) - 1:
-                    break  # torn last record: the run died while writing it, before acting on it
-                raise StateError(f"{self.journal_path}:{number}: unreadable journal record") from None
-        return records
+                journal.append(line, self._journal_end)
+            except UndoFailed as exc:
+                self._journal_broken = f"an append failed ({exc.failure.strerror}) and could not be undone ({exc.undo.strerror})"
+                raise JournalWriteError(str(self.journal_path), self._journal_broken, intact=False) from None
+            except OSError as exc:
+                raise JournalWriteError(str(self.journal_path), _reason(exc), intact=True) from None
+            self._journal_end += len(line)
 
-    def discard(self) -> None:
-        if self._journal_fd is not None:
-            os.close(self._journal_fd)
-            self._journal_fd = None
-        self.journal_path.unlink(missing_ok=True)
-        if self.path.parent.exists():
-            fsync_dir(self.path.parent)
+    def _open_journal(self) -> JournalFile:
+        if self._journal is None:
+            try:
+                self._ensure_dir()
+                journal = self._open_journal_file(self.journal_path)
+            except OSError as exc:
+                raise JournalWriteError(str(self.journal_path), _reason(exc), intact=True) from None
+            try:
+                self._journal_end = journal.cut_torn_tail()
+            except OSError as exc:
+                journal.close()
+                raise JournalWriteError(str(self.journal_path), _reason(exc), intact=True) from None
+            self._journal = journal
+        return self._journal
 
-    def journal_digest(self) -> str | None:
+    def _read_journal(self) -> bytes | None:
         try:
-            return "sha256:" + hashlib.sha256(self.journal_path.read_bytes()).hexdigest()
+            return self.journal_path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StateError(f"cannot read the journal {self.journal_path}: {_reason(exc)}") from None
+
+    def replay(self) -> list[dict[str, Any]]:
+        raw = self._read_journal()
+        if raw is None:
+            return []
+        read = read_lines(raw)
+        if read.bad:
+            number, reason = read.bad[0]
+            others = f" (and {len(read.bad) - 1} more such lines)" if len(read.bad) > 1 else ""
+            raise StateError(
+                f"{self.journal_path}:{number}: unreadable journal record: {reason}{others}. Keep the file: its other "
+                f"{len(read.records)} records may hold job ids. `reconciler state repair-journal` folds them into the state "
+                "and sets the unreadable lines aside, without deleting anything"
+            )
+        return read.records
+
+    def salvage_journal(self) -> tuple[list[dict[str, Any]], Salvage]:
+        raw = self._read_journal()
+        if raw is None:
+            return [], Salvage(0, (), None, None)
+        read = read_lines(raw)
+        if not read.bad:
+            return read.records, Salvage(len(read.records), (), None, None)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        backup = self.journal_path.with_name(f"{self.journal_path.name}.{stamp}.orig")
+        aside = self.journal_path.with_name(f"{self.journal_path.name}.{stamp}.rejected")
+        lines = raw.split(b"\n")
+        rejected = b"".join(b"%d: %s\n" % (number, lines[number - 1]) for number, _ in read.bad)
+        try:
+            write_atomically(backup, raw)
+            write_atomically(aside, rejected)
+        except OSError as exc:
+            raise StateError(f"cannot set the unreadable journal lines aside next to {self.journal_path}: {_reason(exc)}") from None
+        numbers = tuple(number for number, _ in read.bad)
+        return read.records, Salvage(len(read.records), numbers, str(aside), str(backup))
+
+    def discard(self) -> None:
+        self.close()
+        try:
+            self.journal_path.unlink(missing_ok=True)
+            if self.path.parent.exists():
+                fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StateError(f"cannot remove the journal {self.journal_path} (its records are in the state now): {_reason(exc)}") from None
+        self._journal_broken = None
+
+    def journal_digest(self) -> str | None:
+        raw = self._read_journal()
+        return None if raw is None else "sha256:" + hashlib.sha256(raw).hexdigest()
 
     def close(self) -> None:
-        if self._journal_fd is not None:
-            os.close(self._journal_fd)
-            self._journal_fd = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for ``exc`` (the file is named by the message around it)."""
+    return exc.strerror or type(exc).__name__

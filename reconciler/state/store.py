@@ -105,6 +105,73 @@ class BackendError(StateError):
     and the fix, and never holds a secret."""
 
 
+def _submitted_text(submitted: list[str], holder: str) -> str:
+    if not submitted:
+        return "Nothing was submitted in this run."
+    return (
+        f"This run submitted {len(submitted)} job{'s' if len(submitted) != 1 else ''} ({', '.join(submitted)}); "
+        f"{holder} holds {'them' if len(submitted) != 1 else 'it'}: keep it, the next command folds it into the state."
+    )
+
+
+class JournalWriteError(StateError):
+    """Appending to the journal failed. ``intact``: the journal was put back as it was before the
+    append (the failed record is not in it); otherwise even that failed and the run must stop.
+    ``unrecorded`` is the record that could not be appended; ``submitted`` the job ids this run
+    had recorded before (filled in by the state transaction), for the message."""
+
+    def __init__(self, journal: str, reason: str, *, intact: bool) -> None:
+        self.journal = journal
+        self.reason = reason
+        self.intact = intact
+        self.unrecorded: Mapping[str, Any] | None = None
+        self.submitted: list[str] = []
+        super().__init__(journal, reason)
+
+    def __str__(self) -> str:
+        parts = [f"cannot append to the journal {self.journal}: {self.reason}."]
+        if not self.intact:
+            parts.append("Its last line could not be cut back and may be torn (the next run drops a torn last line).")
+        parts.append(_submitted_text(self.submitted, "the journal"))
+        lost = self.unrecorded
+        if lost is not None and lost.get("type") == "submitted":
+            parts.append(
+                f"Job {lost.get('job_id')} was accepted but could not be journaled: its desktops are recorded as sent, "
+                "and the next run finds the job from the live API."
+            )
+        parts.append("Free space or fix the file system, then run `reconciler jobs --refresh` or the next plan.")
+        return " ".join(parts)
+
+
+class StateWriteError(StateError):
+    """Writing the state failed; the old state is intact and the journal still holds every
+    record of the run (it is removed only after the state is written)."""
+
+    def __init__(self, location: str, reason: str, journal: str) -> None:
+        self.location = location
+        self.reason = reason
+        self.journal = journal
+        self.submitted: list[str] = []
+        super().__init__(location, reason)
+
+    def __str__(self) -> str:
+        return (
+            f"cannot write the state {self.location}: {self.reason}. The previous state is unchanged. "
+            + _submitted_text(self.submitted, f"the journal {self.journal}")
+        )
+
+
+@dataclass(frozen=True)
+class Salvage:
+    """What ``salvage_journal`` did: ``kept`` records folded, ``set_aside`` unreadable lines
+    (line numbers) moved to ``aside``, the original journal copied to ``backup``."""
+
+    kept: int
+    set_aside: tuple[int, ...]
+    aside: str | None
+    backup: str | None
+
+
 class StateReader(abc.ABC):
     @abc.abstractmethod
     def read(self) -> State:
@@ -157,6 +224,13 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def journal_digest(self) -> str | None:
         """A fingerprint of the journal's content, None when there is none (plans record it)."""
+
+    def salvage_journal(self) -> tuple[list[dict[str, Any]], Salvage]:
+        """For ``state repair-journal``, with the lock held: the readable records of a journal
+        ``replay`` refuses, after setting its unreadable lines aside (nothing is deleted).
+        Backends whose journal cannot be torn keep this default."""
+        records = self.replay()
+        return records, Salvage(kept=len(records), set_aside=(), aside=None, backup=None)
 
 
 class StateStore(StateReader, StateWriter, Locker, Journal, abc.ABC):
