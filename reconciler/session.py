@@ -21,8 +21,9 @@ from reconciler.planner import Inventory, PlanOptions, selection
 from reconciler.planner import plan as make_plan
 from reconciler.refresh import desktops_by_id, observe_jobs, read_inventory, resolve_unknown
 from reconciler.state import State, StateError, StateStore, fold
+from reconciler.state.builder import StateBuilder
 from reconciler.state.records import BeginRecord, EndRecord, JobStatus, JournalRecord, RecordKind
-from reconciler.state.store import JournalWriteError, StateWriteError
+from reconciler.state.store import JournalWriteError, Salvage, StateWriteError
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
     from reconciler.applier import ApplyOptions, ApplyResult, Emit
@@ -316,3 +317,51 @@ def _finish_after_failure(transaction: StateTransaction) -> None:
         transaction.finish()
     except StateError as exc:
         log.debug("the state was not written after a failure (%s); the journal keeps the records", exc)
+
+
+@dataclass(frozen=True)
+class JournalRepair:
+    """What ``repair_journal`` did: the salvage (records kept, lines set aside and where), the
+    records that were readable but could not be folded (by position), and the state written."""
+
+    salvage: Salvage
+    unfoldable: tuple[int, ...]
+    state: State | None
+
+
+def repair_journal(store: StateStore, *, lock_timeout: float = 0.0, now: Clock = utc_now) -> JournalRepair:
+    """``state repair-journal``: fold the readable records of a journal that ``replay`` refuses
+    into the state, after the store set its unreadable lines aside (nothing is deleted). Lines
+    lost this way only cost a look at the live API: a desktop whose call's outcome is gone stays
+    UNKNOWN and is resolved before anything is sent again."""
+    info = store.lock("state repair-journal", timeout=lock_timeout)
+    try:
+        disk = store.read()
+        records, salvage = store.salvage_journal()
+        foreign = {r.get("lineage") for r in records if r.get("type") == RecordKind.BEGIN} - {None, disk.lineage}
+        if disk.lineage and foreign:
+            raise StateError(
+                f"the journal of {store.location} belongs to state lineage {', '.join(sorted(map(str, foreign)))}, "
+                f"not {disk.lineage}: it is another state's journal; move it aside"
+            )
+        builder, unfoldable, folded = StateBuilder(disk), [], []
+        for position, record in enumerate(records, start=1):
+            try:
+                builder.apply(record)
+            except StateError:
+                unfoldable.append(position)
+                continue
+            folded.append(record)
+        snap = Snapshot(builder.build(), disk.lineage, disk.serial, None, tuple(folded))
+        transaction = StateTransaction(store, snap, info.id, now, "state repair-journal")
+        written = transaction.finish() if folded else None
+        if not folded and salvage.set_aside:
+            store.discard()  # nothing readable in it; its copy is kept beside it
+        return JournalRepair(salvage, tuple(unfoldable), written)
+    finally:
+        store.unlock(info.id)
+
+
+# The names before the rename, kept until the branches started before it have landed.
+ApplySession = StateTransaction
+apply_session = state_transaction

@@ -15,7 +15,7 @@ from reconciler.cli.common import F, announce_lock_wait, chdir_option, err, json
 from reconciler.cli.plan_cmds import load, store_for
 from reconciler.cli.progress import EventPrinter
 from reconciler.connect import open_client
-from reconciler.session import snapshot, state_transaction, track_jobs
+from reconciler.session import repair_journal, snapshot, state_transaction, track_jobs
 from reconciler.state import state_to_json
 
 
@@ -53,6 +53,7 @@ def state() -> None:
       reconciler state rm 3f1c0000-0000-0000-0000-000000000001
       reconciler state pull > state.json
       reconciler state push state.json
+      reconciler state repair-journal
     """
 
 
@@ -156,6 +157,34 @@ def state_push(file: str, manifests_path: str, force: bool, lock_timeout: float)
         raise StateError(f"{file}: cannot read a state from it: {exc}") from None
     written = push_state(store_for(load((manifests_path,))), pushed, force=force, source=file, lock_timeout=lock_timeout)
     out(f"Pushed {file}: {len(written.desktops)} desktops, {len(written.jobs)} jobs, lineage {written.lineage}, serial {written.serial}.")
+
+
+@state.command("repair-journal")
+@manifests_argument
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="How long to wait for a locked state.")
+def state_repair_journal(manifests_path: str, lock_timeout: float) -> None:
+    """Fold a damaged journal's readable records into the state; set its bad lines aside.
+
+    For a journal every command refuses ("unreadable journal record"). Nothing is deleted: the
+    original journal is copied beside it (.orig) and its unreadable lines are written to a
+    .rejected file. Desktops whose records were on those lines are looked up in the live API by
+    the next plan or apply before anything is sent again, so no job id is lost.
+
+    \b
+    Example:
+      reconciler state repair-journal -m manifests/
+    """
+    repair = repair_journal(store_for(load((manifests_path,))), lock_timeout=lock_timeout)
+    salvage = repair.salvage
+    written = f" (state serial {repair.state.serial})" if repair.state else ""
+    out(f"Folded {salvage.kept - len(repair.unfoldable)} journal records into the state{written}.")
+    if salvage.set_aside:
+        lines = ", ".join(map(str, salvage.set_aside))
+        out(f"Set aside {len(salvage.set_aside)} unreadable lines (line {lines}) in {salvage.aside}; the original journal is kept as {salvage.backup}.")
+    if repair.unfoldable:
+        out(f"Skipped {len(repair.unfoldable)} malformed records (records {', '.join(map(str, repair.unfoldable))}); the journal's copy keeps them.")
+    if salvage.set_aside or repair.unfoldable:
+        out("Run `reconciler plan` next: it looks up the desktops those records were about in the live API.")
 
 
 @click.command()
