@@ -35,7 +35,7 @@ from reconciler.model import (
 )
 from reconciler.planner import PlanOptions
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
-from reconciler.session import apply_session, build_plan, utc_now
+from reconciler.session import build_plan, state_transaction, utc_now
 from reconciler.simulator import Simulator, load_fleet_data
 from reconciler.state import LocalStateStore
 from reconciler.waves import GroupRun, make_batches
@@ -71,7 +71,7 @@ class World:
 
     def apply(self, *groups: DesktopGroup, horizon: float = 2.0, calls: int = 2) -> ApplyResult:
         manifests = ManifestSet(Settings(P, endpoint="http://127.0.0.1"), groups)
-        with self.client(horizon=horizon) as client, apply_session(self.store) as session:
+        with self.client(horizon=horizon) as client, state_transaction(self.store) as session:
             planned = build_plan(manifests, session.snap, client, PlanOptions(now=utc_now()), utc_now())
             session.record(planned.observed)
             options = ApplyOptions(wait=True, poll_interval=0.05, max_concurrent_calls=calls)
