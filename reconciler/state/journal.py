@@ -41,7 +41,10 @@ def decode_line(line: bytes) -> tuple[dict[str, Any], bool]:
     """The record on one line (without its newline), and whether it carried a checksum."""
     tail = line[-TAIL_LENGTH:]
     if len(tail) == TAIL_LENGTH and tail[1:1 + len(CRC_FIELD)] == CRC_FIELD and tail.endswith(b'"}'):
-        body = b"{}" if tail[:1] == b"{" and len(line) == TAIL_LENGTH else line[:-TAIL_LENGTH] + b"}"
+        empty = len(line) == TAIL_LENGTH
+        if tail[:1] != (b"{" if empty else b","):
+            raise BadLine("its checksum is damaged")
+        body = b"{}" if empty else line[:-TAIL_LENGTH] + b"}"
         try:
             expected = int(tail[1 + len(CRC_FIELD):-2], 16)
         except ValueError:
