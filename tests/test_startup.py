@@ -69,6 +69,7 @@ def test_the_quickstart_offline_needs_no_http_client(tmp_path: Path, command: li
 
 def test_the_help_summaries_are_the_commands_own() -> None:
     ctx = click.Context(main)
+    assert set(SUMMARIES) == set(COMMANDS)
     for name in COMMANDS:
         command = main.get_command(ctx, name)
         assert command is not None and SUMMARIES[name] == command.get_short_help_str(1000)

@@ -21,16 +21,19 @@ COMMANDS = {
     "watch": "reconciler.cli.watch_cmd:watch",
 }
 # What `reconciler --help` lists, so that listing imports none of the commands (the simulator
-# brings jsonschema and httpx). A test checks each is its command's own first sentence.
+# brings jsonschema and httpx). A new command needs its line here: tests/test_startup.py checks
+# each is its command's own first sentence.
 SUMMARIES = {
     "validate": "Check manifests offline: YAML, schema and cross-document rules.",
     "plan": "Show which desktops need a rebuild, and why.",
     "apply": "Rebuild the desktops a plan lists, and record every job in the state.",
     "show": "Render a saved PLANFILE, or the current state of the manifests at PATH (default: .).",
+    "plan-diff": "Compare PLANFILE with the REVIEWED plan it should carry out.",
     "state": "Inspect or edit the recorded state.",
     "jobs": "List the rebuild jobs reconciler submitted, with per-status counts.",
     "force-unlock": "Release a state lock held by a run that is gone.",
     "simulator": "Run the simulated Huawei Cloud Workspace API.",
+    "watch": "Reconcile continuously: plan every SECONDS and apply what --apply allows.",
 }
 
 
