@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.cloud.endpoints import validate_endpoint
-from reconciler.errors import ConfigurationError
 from reconciler.manifest.messages import Finding
 from reconciler.model import (
     WEEKDAYS,
@@ -33,32 +32,16 @@ from reconciler.model import (
 )
 
 DAYS = WEEKDAYS
-TARGETS = ("region", "endpoint", "simulator")
-CRITERIA = ("tags", "pool_id", "enterprise_project_id", "image_id", "name")
 WINDOW = ("spec", "rollout", "window")
 
 
 # --- checks --------------------------------------------------------------------------------------
 
 def settings_findings(document: Mapping[str, Any]) -> list[Finding]:
-    """Exactly one place to talk to, and an endpoint the client will accept."""
-    spec = document["spec"]
-    findings = []
-    given = [name for name in TARGETS if spec.get(name) is not None]
-    if len(given) != 1:
-        found = " and ".join(given) if given else "none of them"
-        where = ("spec", given[-1]) if given else ("spec",)
-        message = f"give exactly one of region, endpoint or simulator (found {found})"
-        findings.append(Finding(where, message, field=("spec",), at_key=True))
-    if spec.get("endpoint") is not None:
-        try:
-            validate_endpoint(spec["endpoint"])
-        except ConfigurationError as exc:
-            findings.append(Finding(("spec", "endpoint"), str(exc)))
-    for index, target in enumerate(spec.get("notifications") or ()):
-        if ("url" in target) == ("url_env" in target):
-            findings.append(Finding(("spec", "notifications", index), "give exactly one of url or url_env"))
-    return findings + _horizon_findings(spec.get("api") or {})
+    """What the schema cannot say of the Settings: a comparison between two fields. (Exactly
+    one of region, endpoint or simulator, the endpoint's form and exactly one of a
+    notification's url or url_env are in the schema.)"""
+    return _horizon_findings(document["spec"].get("api") or {})
 
 
 def _horizon_findings(api: Mapping[str, Any]) -> list[Finding]:
@@ -71,23 +54,10 @@ def _horizon_findings(api: Mapping[str, Any]) -> list[Finding]:
 
 
 def group_findings(document: Mapping[str, Any]) -> list[Finding]:
-    """Some desktops to manage, a usable selector, a time zone that exists."""
-    spec = document["spec"]
-    findings = _desktops_findings(spec["desktops"])
-    window = spec.get("rollout", {}).get("window")
-    if window is not None:
-        findings += _window_findings(window)
-    return findings
-
-
-def _desktops_findings(desktops: Mapping[str, Any]) -> list[Finding]:
-    selector = desktops.get("selector")
-    if selector is not None and not any(selector.get(name) for name in CRITERIA):
-        criteria = ", ".join(CRITERIA)
-        return [Finding(("spec", "desktops", "selector"), f"give at least one criterion ({criteria})")]
-    if selector is None and not desktops.get("ids"):
-        return [Finding(("spec", "desktops"), "no desktops: give ids, a selector, or both")]
-    return []
+    """What the schema cannot say of a group: that its time zone exists (the list of zones is
+    the installed tz database's). Some desktops and a usable selector are in the schema."""
+    window = document["spec"].get("rollout", {}).get("window")
+    return _window_findings(window) if window is not None else []
 
 
 def zone_exists(name: str) -> bool:

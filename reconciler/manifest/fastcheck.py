@@ -130,6 +130,9 @@ def _array_checks(schema: Mapping[str, Any], sub: Callable[[Any], Check]) -> lis
     if "items" in schema:
         item_check = sub(schema["items"])
         checks.append(lambda value: not isinstance(value, list) or all(map(item_check, value)))
+    if "minItems" in schema:
+        fewest = schema["minItems"]
+        checks.append(lambda value: not isinstance(value, list) or len(value) >= fewest)
     if schema.get("uniqueItems"):
         # Strings only: anything else goes to jsonschema, whose equality rules are subtler.
         checks.append(
@@ -154,6 +157,12 @@ def _value_checks(schema: Mapping[str, Any]) -> list[Check]:
 
 def _combinators(schema: Mapping[str, Any], sub: Callable[[Any], Check]) -> list[Check]:
     checks: list[Check] = [sub(part) for part in schema.get("allOf", [])]
+    if "anyOf" in schema:
+        options = [sub(part) for part in schema["anyOf"]]
+        checks.append(lambda value: any(option(value) for option in options))
+    if "oneOf" in schema:
+        choices = [sub(part) for part in schema["oneOf"]]
+        checks.append(lambda value: sum(1 for choice in choices if choice(value)) == 1)
     if "if" in schema:
         condition = sub(schema["if"])
         then, otherwise = sub(schema.get("then", True)), sub(schema.get("else", True))
@@ -163,8 +172,8 @@ def _combinators(schema: Mapping[str, Any], sub: Callable[[Any], Check]) -> list
 
 KNOWN = ANNOTATIONS | {
     "type", "enum", "const", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-    "properties", "required", "minProperties", "additionalProperties", "propertyNames", "items", "uniqueItems",
-    "allOf", "if", "then", "else", "$ref",
+    "properties", "required", "minProperties", "additionalProperties", "propertyNames", "items", "minItems", "uniqueItems",
+    "allOf", "anyOf", "oneOf", "if", "then", "else", "$ref",
 }
 
 

@@ -152,6 +152,21 @@ def _property_name(error: ValidationError, path: PathKey) -> list[Finding]:
     return [Finding(path + (key,), f"invalid key {show(key)}: {reason}", field=path, at_key=True)]
 
 
+def _alternatives(error: ValidationError, path: PathKey) -> list[Finding]:
+    """A rule across fields ("ids or a selector", "exactly one of region, endpoint or
+    simulator"): its own message, with the fields given when there are some, pointing at the
+    last of them."""
+    message = _custom(error) or error.message
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    names = [part["required"][0] for part in error.validator_value if isinstance(part, dict) and part.get("required")]
+    given = [name for name in names if instance.get(name) is not None]
+    if error.validator == "oneOf" and len(given) != 1:
+        message += f" (found {' and '.join(given) if given else 'none of them'})"
+    if given and error.validator == "oneOf":
+        return [Finding(path + (given[-1],), message, field=path, at_key=True)]
+    return [Finding(path, message)]
+
+
 _HANDLERS: dict[str, Callable[[ValidationError, PathKey], list[Finding]]] = {
     "type": _type,
     "required": _required,
@@ -169,6 +184,8 @@ def describe(error: ValidationError) -> list[Finding]:
     handler = _HANDLERS.get(str(error.validator))
     if handler is not None:
         return handler(error, path)
+    if error.validator in ("anyOf", "oneOf") and _custom(error):
+        return _alternatives(error, path)
     if error.context:  # anyOf/oneOf: the branch that came closest says the most
         from jsonschema.exceptions import best_match
 

@@ -169,6 +169,7 @@ def simulator_fleets(collected: Collected) -> set[str]:
     for declared in collected.settings:
         spec = declared.value.get("spec")
         simulator = spec.get("simulator") if isinstance(spec, dict) else None
-        if isinstance(simulator, dict) and isinstance(simulator.get("fleet"), str):
+        # A NUL cannot be in a path (the schema reports it); realpath would raise on it.
+        if isinstance(simulator, dict) and isinstance(simulator.get("fleet"), str) and "\0" not in simulator["fleet"]:
             fleets.add(os.path.realpath(Path(declared.file).parent / simulator["fleet"]))
     return fleets
