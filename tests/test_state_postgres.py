@@ -88,11 +88,16 @@ def test_a_write_after_force_unlock_cannot_overwrite(schema: str) -> None:
     try:
         info = holder.lock("apply")
         holder.read()
+        assert holder.holds_lock()
         rescuer.force_unlock(info.id)
+        assert not holder.holds_lock()  # a leader learns it lost the lock
         rescuer.unlock(rescuer.lock("apply").id)
         rescuer.write(sample_state())
-        with pytest.raises((BackendError, StateConflict)):
+        with pytest.raises(BackendError, match="connection holding the state lock was lost"):
+            holder.append({"type": "intent"})
+        with pytest.raises(StateConflict):  # a new session of the old holder: its write is stale
             holder.write(State("other", 1))
+        assert holder.replay() == []
         assert PostgresStateStore(PG_DSN, schema, "x").read() == sample_state()
     finally:
         holder.close()
@@ -118,3 +123,10 @@ def test_an_unreachable_server_is_one_clear_error_without_the_password() -> None
     message = str(caught.value)
     assert "hunter2" not in message and "postgresql://u:***@127.0.0.1:1/db" in message
     assert message.startswith("postgres state backend") and "connecting failed" in message and "Fix:" in message
+
+
+def test_a_missing_database_is_one_clear_error() -> None:
+    dsn = PG_DSN.rsplit("/", 1)[0] + "/no_such_database_for_reconciler"
+    with pytest.raises(BackendError, match=r"^postgres state backend .*no_such_database_for_reconciler.*connecting failed: .*"
+                                           r"does not exist\. Fix: create the database"):
+        PostgresStateStore(dsn, "s", "x").read()

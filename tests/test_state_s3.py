@@ -111,3 +111,22 @@ def test_an_unreachable_endpoint_is_one_clear_error_without_the_secret() -> None
     message = str(caught.value)
     assert message.startswith("s3 state backend s3://some-bucket/acme-prod/state.json at http://127.0.0.1:1: reading the state failed")
     assert "Fix: check spec.state.s3.endpoint" in message and S3_ENV["RECONCILER_S3_SECRET_KEY"] not in message
+
+
+@pytest.mark.parametrize("code, fix", [
+    ("InvalidAccessKeyId", "Fix: set RECONCILER_S3_ACCESS_KEY and RECONCILER_S3_SECRET_KEY (or HW_ACCESS_KEY and HW_SECRET_KEY)"),
+    ("SignatureDoesNotMatch", "Fix: set RECONCILER_S3_ACCESS_KEY"),
+    ("AccessDenied", "Fix: set RECONCILER_S3_ACCESS_KEY"),
+    ("NoSuchBucket", "Fix: create the bucket state-x"),
+    ("SlowDown", "Fix: see the store's message"),
+])
+def test_refusals_are_explained_with_their_fix(code: str, fix: str) -> None:
+    """The store's answers as botocore reports them (moto's server does not check keys, so the
+    refusals of a real store are built here as botocore would build them)."""
+    from botocore.exceptions import ClientError
+
+    store = make_store("http://127.0.0.1:1", "state-x")
+    refusal = ClientError({"Error": {"Code": code, "Message": "refused"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+    message = store._explain("reading the state", refusal)
+    assert message.startswith("s3 state backend s3://state-x/acme-prod/state.json at http://127.0.0.1:1: reading the state failed")
+    assert fix in message and S3_ENV["RECONCILER_S3_SECRET_KEY"] not in message

@@ -155,7 +155,9 @@ def state_push(file: str, manifests_path: str, force: bool, lock_timeout: float)
             pushed = state_from_json(json.load(handle), file)
     except (OSError, ValueError) as exc:
         raise StateError(f"{file}: cannot read a state from it: {exc}") from None
-    written = push_state(store_for(load((manifests_path,))), pushed, force=force, source=file, lock_timeout=lock_timeout)
+    store = store_for(load((manifests_path,)))
+    announce_lock_wait(store, lock_timeout)
+    written = push_state(store, pushed, force=force, source=file, lock_timeout=lock_timeout)
     out(f"Pushed {file}: {len(written.desktops)} desktops, {len(written.jobs)} jobs, lineage {written.lineage}, serial {written.serial}.")
 
 

@@ -130,6 +130,13 @@ class PostgresStateStore(StateStore):
         return f"postgres state backend {self.location}: {doing} failed: {reason}. Fix: {fix}"
 
     def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and self._conn.closed and self._lock_id is not None:
+            # The lock went with the connection: another run may hold it now. Fence this one off.
+            self._lock_id = None
+            raise BackendError(
+                f"postgres state backend {self.location}: the connection holding the state lock was lost "
+                "(server restart, network cut, or force-unlock), so this run writes nothing more. Fix: run the command again"
+            )
         if self._conn is None or self._conn.closed:
             with self._failures("connecting"):
                 conn = self._psycopg.connect(
@@ -269,6 +276,23 @@ class PostgresStateStore(StateStore):
                 (self.name, classid, objid),
             ).fetchone()
         return LockInfo.from_json(json.loads(row[0])) if row else None
+
+    def holds_lock(self) -> bool:
+        """Whether this handle still holds its lock: False once its connection dropped (a
+        server restart, a network cut, a force-unlock). A long-running holder (a leader) asks
+        this before acting on its leadership."""
+        if self._lock_id is None or self._conn is None or self._conn.closed:
+            return False
+        classid, objid = (key & 0xFFFFFFFF for key in self._lock_keys)
+        try:
+            row = self._conn.execute(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+                " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2",
+                (classid, objid),
+            ).fetchone()
+        except self._psycopg.Error:
+            return False
+        return row is not None
 
     def unlock(self, lock_id: str) -> None:
         if self._lock_id is None or lock_id != self._lock_id:
