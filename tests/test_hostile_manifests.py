@@ -184,6 +184,13 @@ def state_into_another_journal_opted_in(disk: Runner) -> None:
     disk.settings(state=f"{{path: {where}, path_outside_manifests: true}}")
 
 
+def state_into_its_own_journal(disk: Runner) -> None:
+    ours = LocalStateStore(disk.manifests / ".reconciler" / "state.json")
+    ours.write(sample_state())
+    (disk.manifests / ".reconciler" / "state.json.journal").write_text("{}\n")
+    disk.settings(state="{path: .reconciler/state.json.journal/state.json}")
+
+
 def state_dot_dot(disk: Runner) -> None:
     disk.settings(state="{path: ../../outside/prod/state.json.journal/state.json}")
 
@@ -201,7 +208,7 @@ ATTACKS: list[Attack] = [
     fleet_absolute, fleet_dot_dot, fleet_dot_dot_inside, fleet_symlinked_file, fleet_through_symlinked_directory,
     manifest_symlinked_file, manifest_symlinked_directory, manifest_relative_symlink, fleet_is_a_fifo,
     fleet_is_a_secrets_file, fleet_is_a_yaml_secrets_file, fleet_is_a_key, state_absolute,
-    state_into_another_journal, state_into_another_journal_opted_in, state_dot_dot,
+    state_into_another_journal, state_into_another_journal_opted_in, state_into_its_own_journal, state_dot_dot,
     state_through_symlinked_directory, state_is_a_secret,
 ]
 
@@ -214,10 +221,7 @@ def test_a_hostile_manifest_set_is_refused_without_reading_or_writing(
     attack(runner)
     before = snapshot(runner.base)
     code, output = run([*command, str(runner.manifests)], fifo=attack is fleet_is_a_fifo)
-    if attack is state_into_another_journal_opted_in and command[0] == "validate":
-        assert code == 0, output  # opted in: validate has nothing against it; plan cannot read it
-    else:
-        assert code == 1, output
+    assert code == 1, output
     assert SECRET not in output
     assert "Traceback" not in output and "internal error" not in output, output
     assert snapshot(runner.base) == before

@@ -66,11 +66,23 @@ def _fleet_problems(settings: Settings) -> list[Problem]:
     return []
 
 
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a directory (a state path
+    through another state's journal file, ``state.json.journal/state.json``)."""
+    for ancestor in path.parents:
+        if os.path.lexists(ancestor):
+            return None if ancestor.is_dir() else ancestor
+    return None
+
+
 def _state_problems(settings: Settings) -> list[Problem]:
     state = settings.state
-    if state.backend != "local" or state.path_outside_manifests:
+    if state.backend != "local":
         return []
-    if inside(settings.base_dir, settings.state_file):
+    blocking = _blocking_file(settings.state_file)
+    if blocking is not None:
+        return [_problem(settings, "spec.state.path", f"{blocking} is a file, not a directory: the state cannot be there")]
+    if state.path_outside_manifests or inside(settings.base_dir, settings.state_file):
         return []
     message = (
         f"{state.path!r} leads outside the manifest directory (a symbolic link?); to keep the state "
