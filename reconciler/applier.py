@@ -1,5 +1,8 @@
 """Executes a plan against a ``WorkspaceClient`` and a locked ``StateStore``. Network and journal
-I/O, through those two objects only.
+I/O, through those two objects only, in three parts with narrow interfaces: ``Submitter`` sends
+a batch (``reconciler.submitting``), ``JobPoller`` looks at the jobs under way
+(``reconciler.polling``) and ``LostCallResolver`` settles calls whose outcome is unknown
+(``reconciler.lost_calls``). The ``Applier`` drives them and each group's ``GroupRun``.
 
 Every rebuild call is bracketed by journal records — ``intent`` before it is sent, ``submitted``,
 ``rejected`` or ``unknown`` right after — each fsynced, so a crash at any moment leaves a journal
@@ -11,23 +14,36 @@ batches go on meanwhile.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cloud import errors
-from reconciler.lost_calls import LostCalls
-from reconciler.model import Action, Change, DesktopGroup
+from reconciler.events import (
+    ApplyEvent,
+    BatchFailed,
+    BatchSubmitted,
+    BatchUnknown,
+    DesktopsBusy,
+    DesktopsDeferred,
+    Emit,
+    PollFailed,
+    StateOnly,
+    WaitProgress,
+)
+from reconciler.lost_calls import LostCallResolver
+from reconciler.model import Action, Change
 from reconciler.plan import Plan
-from reconciler.recheck import connected_users, window_closed
-from reconciler.refresh import desktops_by_id, job_totals, resolve_unknown
+from reconciler.polling import JobPoller
+from reconciler.recheck import window_closed
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.state.recorder import Recorder
-from reconciler.state.records import AdoptedDesktop, BatchFields, SubJobSeen
+from reconciler.state.records import AdoptedDesktop
+from reconciler.submitting import CallResult, Submitter
 from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
@@ -37,7 +53,7 @@ if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the 
 REBUILDABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
 MAX_ATTEMPTS_PER_DESKTOP = 3
 
-Emit = Callable[[dict[str, Any]], None]
+log = logging.getLogger("reconciler.apply")
 # Consecutive failed looks at the jobs (each after the client's retries) before apply gives up.
 MAX_POLL_FAILURES = 5
 @dataclass(frozen=True)
@@ -82,18 +98,15 @@ class ApplyResult:
         }
 
 
-@dataclass(frozen=True)
-class _CallResult:
-    batch: RebuildBatch  # as taken from the group (its size is what the group counted)
-    sent: RebuildBatch | None = None  # as sent, without desktops deferred at the last moment
-    job_id: str | None = None
-    error: errors.WorkspaceError | None = None
-    unknown: bool = False
-    deferred: tuple[str, ...] = ()
-    returned_at: datetime | None = None  # when the call ended (its horizon starts then)
-
-
 class Applier:
+    """Runs one plan's rollout.
+
+    Threads: ``run`` drives everything on the caller's thread — it takes batches from the groups,
+    acts on what each call returned, looks at jobs, settles lost calls and emits every event.
+    Only ``Submitter.send`` runs on worker threads (``max_concurrent_calls`` of them): it uses
+    the client and the recorder, both thread-safe, and nothing of the applier's own state.
+    """
+
     def __init__(
         self,
         client: WorkspaceClient,
@@ -110,25 +123,25 @@ class Applier:
         self._sleep = sleep
         self.result = ApplyResult()
         self._emit_lock = threading.Lock()
-        self._lost = LostCalls(client.lost_call_horizon)
+        self._poller = JobPoller(client, recorder)
+        self._lost = LostCallResolver(client, recorder)
         self._poll_failures = 0
-        self._groups: dict[str, DesktopGroup] = {}
         self._ignore_window = False
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: ApplyEvent) -> None:
         with self._emit_lock:
             self._emit_raw({**event, "at": self.recorder.at()})
 
     # -- the run -----------------------------------------------------------------------------
 
     def run(self, plan: Plan) -> ApplyResult:
-        self._groups = {group.name: group for group in plan.groups}
         self._ignore_window = plan.ignore_window
         self._state_only(plan.changes)
         runs = self._group_runs(plan)
         self._drain_events(runs)
+        submitter = Submitter(self.client, self.recorder, {group.name: group for group in plan.groups})
         with ThreadPoolExecutor(max_workers=max(1, self.options.max_concurrent_calls)) as pool:
-            self._execute(runs, pool)
+            self._execute(runs, pool, submitter)
         self._collect(runs)
         return self.result
 
@@ -141,10 +154,10 @@ class Applier:
         forget = [c.desktop_id for c in changes if c.action is Action.FORGET]
         if adopt:
             self.recorder.record({"type": "adopt", "at": self.recorder.at(), "desktops": adopt})
-            self.emit({"event": "adopted", "desktops": len(adopt)})
+            self.emit(StateOnly(event="adopted", desktops=len(adopt)))
         if forget:
             self.recorder.record({"type": "forget", "at": self.recorder.at(), "desktop_ids": forget})
-            self.emit({"event": "forgotten", "desktops": len(forget)})
+            self.emit(StateOnly(event="forgotten", desktops=len(forget)))
         self.result.adopted, self.result.forgotten = len(adopt), len(forget)
 
     def _group_runs(self, plan: Plan) -> list[GroupRun]:
@@ -156,15 +169,12 @@ class Applier:
         runs = []
         for name, changes in sorted(rebuilds.items()):
             group = plan.group(name)
-            in_flight = {
-                i: r.job.id
-                for i, r in state.desktops.items()
-                if r.group == name and r.job is not None and r.job.in_progress
-            }
-            for desktop_id in (i for i, job_id in in_flight.items() if job_id is None):
-                job = state.desktops[desktop_id].job
-                assert job is not None
-                self._lost.add_journaled([desktop_id], job.submitted_at)
+            in_flight = {}
+            for desktop_id, record in state.desktops.items():
+                if record.group == name and record.job is not None and record.job.in_progress:
+                    in_flight[desktop_id] = record.job.id
+                    if record.job.id is None:  # left UNKNOWN by an earlier run
+                        self._lost.calls.add_journaled([desktop_id], record.job.submitted_at)
             runs.append(
                 GroupRun(
                     group,
@@ -176,20 +186,21 @@ class Applier:
             )
         return runs
 
-    def _drain_events(self, runs: Iterable[GroupRun]) -> None:
+    def _drain_events(self, runs: Sequence[GroupRun]) -> None:
         for run in runs:
-            while run.events:
-                event = run.events.pop(0)
+            for event in run.drain_events():
                 if event["event"] == "group_halted":
-                    self.result.halted[run.name] = str(event["reason"])
+                    self.result.halted[run.name] = event["reason"]
+                    log.debug("group %s halted: %s", run.name, event["reason"])
                 elif event["event"] == "group_deferred":
-                    self.result.deferred.extend(event["desktop_ids"])  # type: ignore[arg-type]
+                    self.result.deferred.extend(event["desktop_ids"])
+                    log.debug("group %s deferred %d desktops: %s", run.name, len(event["desktop_ids"]), event["reason"])
                 self.emit(event)
 
-    def _execute(self, runs: list[GroupRun], pool: ThreadPoolExecutor) -> None:
+    def _execute(self, runs: list[GroupRun], pool: ThreadPoolExecutor, submitter: Submitter) -> None:
         """Send every batch the groups release; poll jobs while a group waits on them, while
         lost calls are being resolved, and until waited-for rebuilds finish."""
-        running: dict[Future[_CallResult], GroupRun] = {}
+        running: dict[Future[CallResult], GroupRun] = {}
         last_poll = time.monotonic()
         while True:
             slots = self.options.max_concurrent_calls - len(running)
@@ -197,7 +208,7 @@ class Applier:
             stopping = self._stopping(runs)
             for run in runs:
                 for batch in run.take(slots):
-                    running[pool.submit(self._send, batch)] = run
+                    running[pool.submit(submitter.send, batch)] = run
                     slots -= 1
             watched = [] if stopping else self._watched(runs)
             if not running and not watched:
@@ -245,7 +256,8 @@ class Applier:
             self._poll_failures += 1
             if isinstance(exc, errors.AuthFailure) or self._poll_failures >= MAX_POLL_FAILURES:
                 raise
-            self.emit({"event": "poll_failed", "error": str(exc), "failures": self._poll_failures})
+            log.debug("a look at the jobs failed (%d in a row): %s", self._poll_failures, exc)
+            self.emit(PollFailed(event="poll_failed", error=str(exc), failures=self._poll_failures))
             return
         self._poll_failures = 0
 
@@ -258,49 +270,19 @@ class Applier:
         for run in runs:
             if not run.in_flight:
                 continue
-            unresolved = any(j is None and self._lost.waiting(d) for d, j in run.in_flight.items())
-            waiting = self._waits(run) and bool(set(run.in_flight) & run.started) and run.calls_running == 0
+            unresolved = any(self._lost.calls.waiting(d) for d in run.lost())
+            waiting = self._waits(run) and run.own_rebuilds_running()
             if run.blocked_on_jobs or unresolved or waiting:
                 watched.append(run)
         return watched
 
-    # -- one call ----------------------------------------------------------------------------
+    # -- what a call returned ----------------------------------------------------------------
 
-    def _send(self, taken: RebuildBatch) -> _CallResult:
-        """Runs in a worker thread: a last look for connected users, then journal, call, journal."""
-        connected = connected_users(self.client, self._groups[taken.group], taken.desktop_ids)
-        if connected:
-            rest = [i for i in taken.desktop_ids if i not in set(connected)]
-            if not rest:
-                return _CallResult(taken, deferred=tuple(connected))
-            result = self._call(taken.narrowed(rest))
-            return replace(result, batch=taken, deferred=tuple(connected))
-        return self._call(taken)
-
-    def _call(self, batch: RebuildBatch) -> _CallResult:
-        base: BatchFields = {"batch_id": batch.id, "group": batch.group, "desktop_ids": list(batch.desktop_ids)}
-        self.recorder.record(
-            {"type": "intent", "at": self.recorder.at(), "image_id": batch.request.image_id, "names": dict(batch.names), **base}
-        )
-        try:
-            job_id = self.client.rebuild_desktops(batch.request)
-        except errors.UnknownOutcome as exc:
-            returned_at = self.recorder.now()
-            self.recorder.record({"type": "unknown", "at": self.recorder.at(), "error": str(exc), **base})
-            return _CallResult(batch, batch, unknown=True, error=exc, returned_at=returned_at)
-        except errors.WorkspaceError as exc:
-            self.recorder.record({"type": "rejected", "at": self.recorder.at(), "error": str(exc), **base})
-            return _CallResult(batch, batch, error=exc)
-        self.recorder.record(
-            {"type": "submitted", "at": self.recorder.at(), "job_id": job_id, "image_id": batch.request.image_id, "names": dict(batch.names), **base}
-        )
-        return _CallResult(batch, batch, job_id=job_id)
-
-    def _returned(self, run: GroupRun, result: _CallResult) -> None:
+    def _returned(self, run: GroupRun, result: CallResult) -> None:
         run.call_returned(result.batch)
         if result.deferred:
             self.result.deferred.extend(result.deferred)
-            self.emit({"event": "desktops_deferred", "group": run.name, "reason": "user_connected", "desktop_ids": list(result.deferred)})
+            self.emit(DesktopsDeferred(event="desktops_deferred", group=run.name, reason="user_connected", desktop_ids=list(result.deferred)))
         batch = result.sent
         if batch is None:
             run.advance()
@@ -308,12 +290,14 @@ class Applier:
         if result.job_id is not None:
             run.submitted(batch, result.job_id)
             self.result.submitted.update((i, result.job_id) for i in batch.desktop_ids)
-            self.emit({"event": "batch_submitted", "group": run.name, "wave": batch.wave, "batch_id": batch.id, "job_id": result.job_id, "desktop_ids": list(batch.desktop_ids)})
+            self.emit(BatchSubmitted(event="batch_submitted", group=run.name, wave=batch.wave, batch_id=batch.id,
+                                     job_id=result.job_id, desktop_ids=list(batch.desktop_ids)))
         elif result.unknown:
             assert result.returned_at is not None
-            self._lost.add(batch.desktop_ids, result.returned_at)
+            self._lost.calls.add(batch.desktop_ids, result.returned_at)
             run.submitted(batch, None)
-            self.emit({"event": "batch_unknown", "group": run.name, "batch_id": batch.id, "desktop_ids": list(batch.desktop_ids), "error": str(result.error)})
+            self.emit(BatchUnknown(event="batch_unknown", group=run.name, batch_id=batch.id, desktop_ids=list(batch.desktop_ids),
+                                   error=str(result.error)))
         elif isinstance(result.error, (errors.Busy, errors.NotFound)) and batch.attempt < MAX_ATTEMPTS_PER_DESKTOP:
             self._isolate(run, batch, result.error)
         else:
@@ -324,17 +308,8 @@ class Applier:
         reason = str(error) if error else "rebuild failed"
         self.result.failed.update((i, reason) for i in batch.desktop_ids)
         run.failed(batch.desktop_ids, reason)
-        self.emit(
-            {
-                "event": "batch_failed",
-                "group": run.name,
-                "batch_id": batch.id,
-                "desktop_ids": list(batch.desktop_ids),
-                "error": reason,
-                "status": getattr(error, "status", None),
-                "error_code": getattr(error, "error_code", None),
-            }
-        )
+        self.emit(BatchFailed(event="batch_failed", group=run.name, batch_id=batch.id, desktop_ids=list(batch.desktop_ids), error=reason,
+                              status=getattr(error, "status", None), error_code=getattr(error, "error_code", None)))
         if isinstance(error, errors.AuthFailure):
             # Retrying refused credentials can lock the access key: stop sending anything.
             run.halt(f"authentication failed: {reason}")
@@ -349,81 +324,43 @@ class Applier:
         missing = [i for i in batch.desktop_ids if i not in live]
         busy = [i for i in batch.desktop_ids if i in live and (live[i].task_status or live[i].status not in REBUILDABLE_STATUSES)]
         rest = [i for i in batch.desktop_ids if i not in missing and i not in busy]
+        log.debug("batch %s refused (%s): %d missing, %d busy, %d sent again", batch.id, error, len(missing), len(busy), len(rest))
         if missing:
             self._batch_failed(run, batch.narrowed(missing), errors.NotFound("desktop not found", status=404))
         if busy:
             self.result.busy.extend(busy)
-            self.emit({"event": "desktops_busy", "group": run.name, "desktop_ids": busy, "error": str(error)})
+            self.emit(DesktopsBusy(event="desktops_busy", group=run.name, desktop_ids=busy, error=str(error)))
         if rest:
             run.requeue(batch.narrowed(rest, retry=True))
 
-    # -- jobs --------------------------------------------------------------------------------
+    # -- jobs and lost calls -----------------------------------------------------------------
 
     def _poll(self, runs: Sequence[GroupRun]) -> None:
-        """Read the sub-jobs of in-flight rebuilds; record and feed back what finished."""
-        ripe = self._lost.ripe(self.recorder.now())
-        if ripe:
-            self._resolve(runs, ripe)
-        jobs = sorted({j for r in runs for j in r.in_flight.values() if j})
-        seen: dict[str, SubJobSeen] = {}
-        for job_id in jobs:
-            for sub in self.client.iter_sub_jobs(job_id=job_id):
-                seen[sub.desktop_id] = {"job_id": job_id, "status": sub.status, "fail_reason": sub.fail_reason or None}
-        if not seen:
+        """Settle lost calls past their horizon; read the sub-jobs of in-flight rebuilds;
+        record and feed back what finished."""
+        self._lost.look()
+        for run in runs:
+            self.result.submitted.update(run.settle_lost(self._lost.settled(run.lost())))
+        seen = self._poller.look(job_id for run in runs for job_id in run.job_ids())
+        if seen is None:
             return
-        totals = job_totals(self.recorder.state(), seen)
-        self.recorder.record({"type": "job_status", "at": self.recorder.at(), "desktops": seen, "jobs": totals})
-        finished = {d: s["status"] for d, s in seen.items() if s["status"] in ("SUCCESS", "FAILED")}
+        finished = seen.finished()
         for run in runs:
-            mine = {d: s for d, s in finished.items() if d in run.in_flight}
+            mine = {d: status for d, status in finished.items() if d in run.in_flight}
             for desktop_id in run.finished_rebuilds(mine):
-                self.result.failed[desktop_id] = seen[desktop_id].get("fail_reason") or "rebuild FAILED"
-            self.result.succeeded.extend(d for d, s in mine.items() if s == "SUCCESS" and d in run.started)
+                self.result.failed[desktop_id] = seen.fail_reason(desktop_id)
+            self.result.succeeded.extend(d for d, status in mine.items() if status == "SUCCESS" and d in run.started)
         self._progress(runs)
-        for job_id, status in totals.items():
-            if status in ("SUCCESS", "FAILED"):
-                counts = [s["status"] for s in seen.values() if s["job_id"] == job_id]
-                self.emit({"event": "job_finished", "job_id": job_id, "status": status, "succeeded": counts.count("SUCCESS"), "failed": counts.count("FAILED")})
-
-    def _resolve(self, runs: Sequence[GroupRun], ripe: Sequence[str]) -> None:
-        """Settle lost calls past their horizon; desktops they never reached go out again.
-        Only desktops read live here can be found never reached; a job found for any lost
-        desktop settles it at once."""
-        live = desktops_by_id(self.client, ripe)
-        record = resolve_unknown(self.client, self.recorder.state(), live, self.recorder.now())
-        if record is not None:
-            self.recorder.record(record)
-        self._lost.looked(ripe)
-        self._settle_lost(runs)
-
-    def _settle_lost(self, runs: Sequence[GroupRun]) -> None:
-        """Follow each lost call's desktops to what the state now knows of them, whichever
-        record settled it. A lookup can run while another call is still on the wire and find
-        that call's job before its own answer is lost: the state then has the job, and no later
-        resolution will name those desktops again."""
-        state = self.recorder.state()
-        for run in runs:
-            resend = []
-            for desktop_id in [d for d, j in run.in_flight.items() if j is None]:
-                record = state.desktops.get(desktop_id)
-                job = record.job if record is not None else None
-                if job is not None and job.status == "UNKNOWN":
-                    continue  # not settled yet: looked at again at the next poll
-                self._lost.settled(desktop_id)
-                if job is not None and job.id:
-                    run.in_flight[desktop_id] = job.id
-                    self.result.submitted[desktop_id] = job.id
-                else:
-                    del run.in_flight[desktop_id]
-                    resend.append(desktop_id)
-            if resend:
-                run.resend(resend)
+        for event in seen.finished_jobs():
+            self.emit(event)
 
     def _progress(self, runs: Sequence[GroupRun]) -> None:
-        total = sum(len(r.started) for r in runs)
-        left = sum(len(set(r.in_flight) & r.started) for r in runs)
-        self.emit({"event": "wait_progress", "finished": total - left, "total": total})
+        finished = total = 0
+        for run in runs:
+            done, started = run.progress()
+            finished, total = finished + done, total + started
+        self.emit(WaitProgress(event="wait_progress", finished=finished, total=total))
 
     def _collect(self, runs: Sequence[GroupRun]) -> None:
-        self.result.unknown = sorted(d for r in runs for d, j in r.in_flight.items() if j is None and d in r.started)
+        self.result.unknown = sorted(d for r in runs for d in r.unknown_outcomes())
         self._drain_events(runs)

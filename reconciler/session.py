@@ -26,8 +26,9 @@ from reconciler.state.records import BeginRecord, EndRecord, JobStatus, JournalR
 from reconciler.state.store import JournalWriteError, Salvage, StateWriteError
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
-    from reconciler.applier import ApplyOptions, ApplyResult, Emit
+    from reconciler.applier import ApplyOptions, ApplyResult
     from reconciler.cloud.client import WorkspaceClient
+    from reconciler.events import Emit
     from reconciler.state.recorder import Recorder
 
 Clock = Callable[[], datetime]

@@ -1,17 +1,19 @@
 """How one group's rebuilds are released during an apply: batches, the canary wave, the
 in-flight cap and the failure budget. A small state machine per group; no I/O — the applier
-feeds it call results and job observations and asks it what may be sent next.
+feeds it call results, job observations and settled lost calls, asks it what may be sent next,
+and drains the events it reports (``wave_started``, ``group_halted``, ``group_deferred``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from reconciler.cloud.models import RebuildRequest
+from reconciler.events import GroupDeferred, GroupEvent, GroupHalted, WaveStarted
 from reconciler.model import Change, DesktopGroup
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 
@@ -90,18 +92,19 @@ class GroupRun:
     group: DesktopGroup
     canary: list[RebuildBatch]
     main: list[RebuildBatch]
-    in_flight: dict[str, str | None] = field(default_factory=dict)  # desktop id -> job id
+    # Desktop id -> job id of every rebuild under way (None: its call's outcome is unknown), this
+    # run's and those of earlier runs that count against max_in_flight.
+    in_flight: dict[str, str | None] = field(default_factory=dict)
     failure_limit: int = 0
     failures: int = 0
     calls_running: int = 0
     desktops_in_calls: int = 0
-    halt_reason: str | None = None
     queue: deque[RebuildBatch] = field(default_factory=deque)
     phase: Phase = Phase.CANARY
     canary_ids: set[str] = field(default_factory=set)
     started: set[str] = field(default_factory=set)  # desktops this run submitted
     canaries_passed: int = 0
-    events: list[dict[str, object]] = field(default_factory=list)  # drained by the applier
+    events: list[GroupEvent] = field(default_factory=list)  # taken by drain_events()
     names: dict[str, str] = field(default_factory=dict)  # desktop id -> computer name, for resends
 
     def __post_init__(self) -> None:
@@ -117,7 +120,7 @@ class GroupRun:
     def _wave_started(self, wave: str, batches: Sequence[RebuildBatch]) -> None:
         count = sum(len(b.desktop_ids) for b in batches)
         if count:
-            self.events.append({"event": "wave_started", "group": self.name, "wave": wave, "desktops": count})
+            self.events.append(WaveStarted(event="wave_started", group=self.name, wave=wave, desktops=count))
 
     def _start_main(self) -> None:
         self.phase = Phase.MAIN
@@ -128,9 +131,32 @@ class GroupRun:
     def name(self) -> str:
         return self.group.name
 
-    @property
-    def finished(self) -> bool:
-        return self.phase in (Phase.DONE, Phase.HALTED) and self.calls_running == 0
+    # -- what the applier asks ------------------------------------------------------------------
+
+    def drain_events(self) -> list[GroupEvent]:
+        """The events reported since the last drain, oldest first."""
+        events, self.events = self.events, []
+        return events
+
+    def lost(self) -> list[str]:
+        """Desktops whose rebuild call's outcome is unknown, not settled yet."""
+        return [d for d, job_id in self.in_flight.items() if job_id is None]
+
+    def job_ids(self) -> set[str]:
+        """Jobs of the rebuilds under way."""
+        return {job_id for job_id in self.in_flight.values() if job_id}
+
+    def own_rebuilds_running(self) -> bool:
+        """Rebuilds this run submitted are under way, and no call of it is on the wire."""
+        return self.calls_running == 0 and any(d in self.started for d in self.in_flight)
+
+    def progress(self) -> tuple[int, int]:
+        """(rebuilds this run submitted that have finished, rebuilds it submitted)."""
+        return len(self.started) - sum(1 for d in self.in_flight if d in self.started), len(self.started)
+
+    def unknown_outcomes(self) -> list[str]:
+        """Desktops this run sent whose outcome is still unknown."""
+        return sorted(d for d in self.lost() if d in self.started)
 
     def _capacity(self) -> int | None:
         cap = self.group.rollout.max_in_flight
@@ -191,6 +217,24 @@ class GroupRun:
             self.phase = Phase.CANARY
         self.queue.appendleft(batch)
 
+    def settle_lost(self, settled: Mapping[str, str | None]) -> dict[str, str]:
+        """Lost calls' desktops whose fate is known (desktop id -> the job the call got, or None
+        when it never reached the service): tie them to their jobs, send the others again.
+        Returns the desktops tied to a job; desktops not lost in this run are ignored."""
+        tied: dict[str, str] = {}
+        resend = []
+        for desktop_id, job_id in settled.items():
+            if desktop_id not in self.in_flight or self.in_flight[desktop_id] is not None:
+                continue
+            if job_id:
+                self.in_flight[desktop_id] = tied[desktop_id] = job_id
+            else:
+                del self.in_flight[desktop_id]
+                resend.append(desktop_id)
+        if resend:
+            self.resend(resend)
+        return tied
+
     def resend(self, desktop_ids: Sequence[str]) -> None:
         """Desktops of lost calls that the service never processed: they go out again in the
         wave they belong to, so a lost canary call still gates the main wave, in calls of at
@@ -226,10 +270,10 @@ class GroupRun:
         if self.phase is Phase.HALTED:
             return
         unsent = self._unsent()
-        self.phase, self.halt_reason = Phase.HALTED, reason
+        self.phase = Phase.HALTED
         self.queue.clear()
         self.events.append(
-            {"event": "group_halted", "group": self.name, "reason": reason, "failures": self.failures, "not_started": len(unsent)}
+            GroupHalted(event="group_halted", group=self.name, reason=reason, failures=self.failures, not_started=len(unsent))
         )
 
     def defer(self, reason: str) -> list[str]:
@@ -242,7 +286,7 @@ class GroupRun:
         self.queue.clear()
         self.main = []
         if unsent:
-            self.events.append({"event": "group_deferred", "group": self.name, "reason": reason, "desktop_ids": unsent})
+            self.events.append(GroupDeferred(event="group_deferred", group=self.name, reason=reason, desktop_ids=unsent))
         return unsent
 
     def advance(self) -> None:

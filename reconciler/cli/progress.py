@@ -14,18 +14,13 @@ import click
 
 from reconciler import render
 from reconciler.cli.common import err, style
+from reconciler.events import JSON_EVENTS  # the events `apply --json` streams; others are text only
 from reconciler.plan import Plan, plan_to_json
 from reconciler.render.common import plural
 
 if TYPE_CHECKING:
     from reconciler.cloud.client import WorkspaceClient
 
-# The events `apply --json` streams (design §4); others are shown as text only.
-JSON_EVENTS = frozenset(
-    {"plan", "wave_started", "batch_submitted", "batch_failed", "batch_unknown", "desktops_busy",
-     "job_finished", "group_halted", "group_deferred", "desktops_deferred", "adopted", "forgotten", "wait_progress",
-     "poll_failed", "summary"}
-)
 
 
 @contextmanager
