@@ -4,7 +4,9 @@ a desktop listed by two documents of one group name is reported once per cause."
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,23 @@ def test_a_desktop_in_two_documents_of_one_group_name_names_the_group_once(tmp_p
     assert "group 'finance' is already defined at" in stderr
     assert f"desktop 'd-1' is also listed by the other group named 'finance' ({tmp_path / 'a.yaml'}:1)" in stderr
     assert "is in two groups" not in stderr
+
+
+def test_fifos_and_sockets_among_the_manifests_are_skipped_with_notes(tmp_path: Path) -> None:
+    (tmp_path / "settings.yaml").write_text(SETTINGS + "---\n" + GROUP)
+    os.mkfifo(tmp_path / "pipe.yaml")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / "sock.yml"))
+        code, stdout, stderr = validate(str(tmp_path))
+    assert code == 0, stderr
+    assert f"Note: {tmp_path / 'pipe.yaml'}: a FIFO, not a file: skipped" in stderr
+    assert f"Note: {tmp_path / 'sock.yml'}: a socket, not a file: skipped" in stderr
+    assert stdout.startswith("The manifests are valid")
+
+
+def test_a_named_file_that_is_a_link_out_of_its_directory_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "outside.yaml").write_text("password: hunter2\n")
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "settings.yaml").symlink_to(tmp_path / "outside.yaml")
+    code, _, stderr = validate(str(tmp_path / "manifests" / "settings.yaml"))
+    assert code == 1 and "a symbolic link that leads outside" in stderr and "hunter2" not in stderr
