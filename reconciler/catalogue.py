@@ -97,7 +97,8 @@ def _image_rules(group: DesktopGroup, entry: CatalogueImage | None) -> list[Viol
         where = "market images (GET market-images)" if image.type == "market" else "gold and private images (GET images)"
         return [Violation(group, Rule.EXISTS, f"no such image among the project's {where}")]
     found = []
-    if entry.image_type and entry.image_type != image.type:
+    # A market image is one because market-images lists it, whatever its own image_type says.
+    if image.type != "market" and entry.image_type and entry.image_type != image.type:
         found.append(Violation(group, Rule.TYPE, f"the catalogue has it as a {entry.image_type} image, the manifest says {image.type}"))
     if image.os_type and entry.os_type and not _same(entry.os_type, image.os_type):
         found.append(Violation(group, Rule.OS_TYPE, f"the catalogue has it as a {entry.os_type} image, the manifest says {image.os_type}"))

@@ -86,6 +86,12 @@ def test_what_cannot_be_known_is_not_held_against_the_image() -> None:
     assert image_violations([untyped], {"any": [desktop(1)]}, catalogue(replace(UBUNTU, os_type="Other"))) == []
 
 
+def test_a_market_image_is_one_whatever_its_own_type_field_says() -> None:
+    market = DesktopGroup("shop", Image("img-m", "market"))
+    entry = CatalogueImage("img-m", "commercial", "Windows", None, 40)
+    assert image_violations([market], {"shop": [desktop(1)]}, {("img-m", True): entry}) == []
+
+
 def test_os_types_match_across_spellings() -> None:
     other = DesktopGroup("kiosk", Image("img-k", "gold", "Others"))
     assert image_violations([other], {"kiosk": [desktop(1)]}, catalogue(CatalogueImage("img-k", "gold", "Other"))) == []
