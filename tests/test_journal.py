@@ -6,6 +6,7 @@ checksums existed still read."""
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.session import state_transaction
 from reconciler.state import LocalStateStore, RecordKind, State, StateError
 from reconciler.state.builder import StateBuilder
 from reconciler.state.journal import BadLine, JournalFile, decode_line, encode_record, read_lines
@@ -188,3 +190,17 @@ def test_a_record_of_no_known_kind_or_missing_fields_is_malformed() -> None:
 
 def test_statuses_read_and_compare_as_their_text() -> None:
     assert JobStatus("UNKNOWN") == "UNKNOWN" and JobStatus.RUNNING.in_progress and JobStatus.FAILED.finished
+
+
+def test_state_rm_and_jobs_journal_their_own_operation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Found reviewing: the begin record said 'apply' whatever the command was."""
+    store = LocalStateStore(tmp_path / "state.json")
+    with caplog.at_level(logging.DEBUG, logger="reconciler.state"):
+        with state_transaction(store, operation="state rm") as transaction:
+            assert store.lock_info() is not None and store.lock_info().operation == "state rm"  # type: ignore[union-attr]
+            transaction.record([{"type": "forget", "at": "2026-11-27T10:00:00+00:00", "desktop_ids": ["d-1"]}])
+            (begin, _forget) = LocalStateStore(tmp_path / "state.json").replay()
+            assert begin["type"] == "begin" and begin["operation"] == "state rm"
+    messages = [r.getMessage() for r in caplog.records if r.name == "reconciler.state"]
+    assert any(m.startswith("took the lock") and "for state rm" in m for m in messages)
+    assert any(m.startswith("wrote the state") for m in messages) and any(m.startswith("released the lock") for m in messages)

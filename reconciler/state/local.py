@@ -159,6 +159,7 @@ class LocalStateStore(StateStore):
         os.pwrite(fd, json.dumps(info.to_json()).encode("utf-8"), 0)
         os.fsync(fd)
         self._lock_fd, self._lock_id = fd, info.id
+        self._journal_broken = None  # a new holder reopens the journal, cutting any torn tail first
         return info
 
     def lock_info(self) -> LockInfo | None:
@@ -190,6 +191,7 @@ class LocalStateStore(StateStore):
     def unlock(self, lock_id: str) -> None:
         if self._lock_fd is None or lock_id != self._lock_id:
             raise LockMismatch(f"this run does not hold lock {lock_id} on {self.location}")
+        self.close()  # only a lock holder appends: a journal kept after a failure is not left open
         fd, self._lock_fd, self._lock_id = self._lock_fd, None, None
         if self._same_file(fd):
             os.ftruncate(fd, 0)
