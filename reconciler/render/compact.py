@@ -43,16 +43,18 @@ class Bucket:
     action: Action
     reason: Reason
     canary: bool
+    pending: Reason | None  # a deferred rebuild's own reason (window, connected user)
     before: str | None  # drift only: the image the desktops were changed to
     labels: tuple[str, ...]
 
     @property
     def whole(self) -> bool:
-        return self.reason in ALWAYS_LISTED
+        return self.reason in ALWAYS_LISTED or self.pending in ALWAYS_LISTED  # deferred drift too
 
     def title(self) -> str:
         """``rebuild [drift; running img-x] (3)``: the same bracket as the full view's lines."""
         extras = [self.reason.value] + (["canary"] if self.canary else [])
+        extras += [f"then rebuild: {self.pending.value}"] if self.pending is not None else []
         extras += [f"running {self.before}"] if self.before is not None else []
         return f"{self.action.value} [{'; '.join(extras)}] ({len(self.labels)})"
 
@@ -64,12 +66,12 @@ def label(change: Change) -> str:
 
 def buckets(section: Section) -> list[Bucket]:
     """The section's desktops by bucket, in the section's review order."""
-    keyed: dict[tuple[Action, Reason, bool, str | None], list[str]] = {}
+    keyed: dict[tuple[Action, Reason, bool, Reason | None, str | None], list[str]] = {}
     for change in section.changes:
-        before = short(change.before_image) if change.reason is Reason.DRIFT else None
-        key = (change.action, change.reason, change.wave == "canary", before)
+        before = short(change.before_image) if change.drifted else None
+        key = (change.action, change.reason, change.wave == "canary", change.pending, before)
         keyed.setdefault(key, []).append(label(change))
-    return [Bucket(a, r, c, b, tuple(sorted(labels, key=natural))) for (a, r, c, b), labels in keyed.items()]
+    return [Bucket(*key, tuple(sorted(labels, key=natural))) for key, labels in keyed.items()]
 
 
 def natural(text: str) -> tuple[tuple[int, int | str], ...]:
