@@ -8,11 +8,14 @@ leaves the metrics); counters add up over the process's life.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from reconciler.watch.status import CycleReport, FleetStatus
 
@@ -44,13 +47,35 @@ def api_name(method: str, path: str) -> str | None:
     return "other"
 
 
+class FleetCollector(Collector):
+    """The gauges of the last plan, read from one ``FleetStatus`` value: a scrape during an
+    update sees the old cycle or the new one, never half of each."""
+
+    def __init__(self) -> None:
+        self.fleet = FleetStatus()
+
+    def collect(self) -> Iterator[Metric]:
+        fleet = self.fleet
+        desktops = GaugeMetricFamily("reconciler_desktops", "Managed desktops by group and status, as of the last plan.",
+                                     labels=["group", "status"])
+        for group in fleet.groups:
+            for status, count in group.counts.items():
+                desktops.add_metric([group.name, status], count)
+        changes = GaugeMetricFamily("reconciler_plan_changes", "Changes in the last plan.", labels=["group", "action", "reason"])
+        for (group_name, action, reason), count in sorted(fleet.plan_changes.items()):
+            changes.add_metric([group_name, action, reason], count)
+        jobs = GaugeMetricFamily("reconciler_rebuild_jobs", "Rebuild jobs recorded in the state, by status.", labels=["status"])
+        for status, count in sorted(fleet.job_counts.items()):
+            jobs.add_metric([status], count)
+        return iter((desktops, changes, jobs))
+
+
 class WatchMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.desktops = Gauge("reconciler_desktops", "Managed desktops by group and status, as of the last plan.",
-                              ["group", "status"], registry=r)
-        self.plan_changes = Gauge("reconciler_plan_changes", "Changes in the last plan.", ["group", "action", "reason"], registry=r)
+        self.fleet_gauges = FleetCollector()
+        r.register(self.fleet_gauges)
         self.cycle_duration = Histogram("reconciler_cycle_duration_seconds", "How long a watch cycle took.",
                                         buckets=CYCLE_BUCKETS, registry=r)
         self.last_cycle = Gauge("reconciler_last_cycle_timestamp_seconds", "When the last cycle finished (Unix time).", registry=r)
@@ -58,7 +83,6 @@ class WatchMetrics:
         self.cycles = Counter("reconciler_cycles_total", "Watch cycles run, by outcome.", ["outcome"], registry=r)
         self.submitted = Counter("reconciler_rebuilds_submitted_total", "Desktops whose rebuild this process submitted.",
                                  ["group"], registry=r)
-        self.jobs = Gauge("reconciler_rebuild_jobs", "Rebuild jobs recorded in the state, by status.", ["status"], registry=r)
         self.api_calls = Counter("reconciler_api_calls_total", "Workspace API responses, by API and HTTP status.",
                                  ["api", "code"], registry=r)
         self.lock_busy = Counter("reconciler_lock_busy_total", "Cycles that skipped applying because another run held the lock.",
@@ -73,16 +97,7 @@ class WatchMetrics:
             self.api_calls.labels(name, str(response.status_code)).inc()
 
     def fleet(self, fleet: FleetStatus) -> None:
-        self.desktops.clear()
-        for group in fleet.groups:
-            for status, count in group.counts.items():
-                self.desktops.labels(group.name, status).set(count)
-        self.plan_changes.clear()
-        for (group_name, action, reason), count in fleet.plan_changes.items():
-            self.plan_changes.labels(group_name, action, reason).set(count)
-        self.jobs.clear()
-        for status, count in fleet.job_counts.items():
-            self.jobs.labels(status).set(count)
+        self.fleet_gauges.fleet = fleet
 
     def cycle(self, report: CycleReport, finished_at: float) -> None:
         self.cycle_duration.observe(report.duration_seconds)

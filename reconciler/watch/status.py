@@ -96,9 +96,8 @@ def desktop_status(change: Change) -> str:
 
 
 def _statuses(plan: Plan, state: State, submitted: frozenset[str], failed: frozenset[str]) -> dict[str, Counter[str]]:
-    by_desktop: dict[str, tuple[str, str]] = {
-        i: (r.group, "current") for i, r in state.desktops.items() if r.group in {g.name for g in plan.groups}
-    }
+    names = {g.name for g in plan.groups}
+    by_desktop = {i: (r.group, "current") for i, r in state.desktops.items() if r.group in names}
     for change in plan.changes:
         if change.action is Action.FORGET or change.group is None:
             by_desktop.pop(change.desktop_id, None)
