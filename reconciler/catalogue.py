@@ -62,11 +62,13 @@ class ImageCheckFailed(ReconcilerError):
 
     def __init__(self, violations: Sequence[Violation]) -> None:
         self.violations = tuple(violations)
-        lines = [str(v) for v in violations]
+        super().__init__("\n".join(self.message_lines()))
+
+    def message_lines(self) -> list[str]:
+        lines = [str(v) for v in self.violations]
         if len(lines) == 1:
-            super().__init__(f"image check failed: {lines[0]}")
-        else:
-            super().__init__(f"image check failed, {len(lines)} problems:\n" + "\n".join(f"  {line}" for line in lines))
+            return [f"image check failed: {lines[0]}"]
+        return [f"image check failed, {len(lines)} problems:", *(f"  {line}" for line in lines)]
 
 
 def catalogue_key(image: Image) -> tuple[str, bool]:
