@@ -39,12 +39,12 @@ from reconciler.lost_calls import LostCallResolver
 from reconciler.model import Action, Change
 from reconciler.plan import Plan
 from reconciler.polling import JobPoller
-from reconciler.recheck import window_closed
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
+from reconciler.rollout.apply_waves import GroupRun, RebuildBatch, make_batches
+from reconciler.rollout.plan_shaping import window_wait
 from reconciler.state.recorder import Recorder
 from reconciler.state.records import AdoptedDesktop
 from reconciler.submitting import CallResult, Submitter
-from reconciler.waves import GroupRun, RebuildBatch, make_batches
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
     from reconciler.cloud.client import WorkspaceClient
@@ -229,7 +229,7 @@ class Applier:
         nothing more; what it did not send waits for the next window."""
         now = self.recorder.now()
         for run in runs:
-            reason = window_closed(run.group, now, self._ignore_window)
+            reason = window_wait(run.group, now, self._ignore_window)
             if reason is not None:
                 run.defer(f"outside_window: {reason}")
 

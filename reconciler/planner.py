@@ -14,7 +14,7 @@ from reconciler.cloud.models import Desktop
 from reconciler.errors import ReconcilerError
 from reconciler.model import Action, Change, DesktopGroup, Reason
 from reconciler.plan import Plan
-from reconciler.rollout import shape_rollout
+from reconciler.rollout.plan_shaping import shape_rollout
 from reconciler.safety import hold_unrebuildable
 from reconciler.state import DesktopRecord, State
 

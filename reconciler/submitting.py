@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from reconciler.cloud import errors
 from reconciler.model import DesktopGroup
-from reconciler.recheck import connected_users
+from reconciler.rollout.apply_recheck import connected_users
+from reconciler.rollout.apply_waves import RebuildBatch
 from reconciler.state.recorder import Recorder
 from reconciler.state.records import BatchFields
-from reconciler.waves import RebuildBatch
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
     from reconciler.cloud.client import WorkspaceClient

@@ -35,10 +35,10 @@ from reconciler.model import (
 )
 from reconciler.planner import PlanOptions
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
+from reconciler.rollout.apply_waves import GroupRun, make_batches
 from reconciler.session import build_plan, state_transaction, utc_now
 from reconciler.simulator import Simulator, load_fleet_data
 from reconciler.state import LocalStateStore
-from reconciler.waves import GroupRun, make_batches
 
 P = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 AK, SK = "AKLOSTCALLS0001", "lost-calls-secret"

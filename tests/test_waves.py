@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from reconciler.lost_calls import MAX_LOOKS, LostCalls
 from reconciler.model import Action, Change, DesktopGroup, FailureBudget, Image, Location, Reason, Rollout, Selector
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
-from reconciler.waves import GroupRun, Phase, RebuildBatch, make_batches
+from reconciler.rollout.apply_waves import GroupRun, Phase, RebuildBatch, make_batches
 
 
 def group(**rollout: Any) -> DesktopGroup:

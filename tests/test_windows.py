@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.model import Window
-from reconciler.windows import describe, is_open, next_opening
+from reconciler.rollout.windows import describe, is_open, next_opening
 
 SAT, SUN = 5, 6
 SHANGHAI = ZoneInfo("Asia/Shanghai")

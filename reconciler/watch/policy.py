@@ -11,7 +11,7 @@ from enum import StrEnum
 from reconciler.model import Action, Change, Reason
 from reconciler.plan import Plan
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
-from reconciler.windows import next_opening
+from reconciler.rollout.windows import next_opening
 
 
 class ApplyMode(StrEnum):

@@ -17,8 +17,8 @@ from typing import Any
 
 from reconciler.model import Action, Change, Reason
 from reconciler.plan import Plan
+from reconciler.rollout.windows import describe, is_open, next_opening
 from reconciler.state import State
-from reconciler.windows import describe, is_open, next_opening
 
 STATUSES = ("current", "pending", "waiting", "drifted", "failed")
 RECENT_JOBS = 10

@@ -1,4 +1,4 @@
-"""Rollout shaping for one group's planned changes: windows, connected users, canary waves.
+"""Plan time: rollout shaping for one group's planned changes: windows, connected users, canary waves.
 Pure: the caller passes the moment (``now``) and the live desktops.
 """
 
@@ -10,7 +10,7 @@ from datetime import datetime
 
 from reconciler.cloud.models import Desktop
 from reconciler.model import Action, Change, DesktopGroup, Reason
-from reconciler.windows import describe, is_open, next_opening
+from reconciler.rollout.windows import describe, is_open, next_opening
 
 CANARY_WAVE = "canary"
 MAIN_WAVE = "main"
