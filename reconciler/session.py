@@ -26,9 +26,9 @@ from reconciler.state.records import BeginRecord, EndRecord, JobStatus, JournalR
 from reconciler.state.store import JournalWriteError, Salvage, StateWriteError
 
 if TYPE_CHECKING:  # the HTTP client and the applier are only needed when a command acts
-    from reconciler.applier import ApplyOptions, ApplyResult
+    from reconciler.apply.engine import ApplyOptions, ApplyResult
+    from reconciler.apply.events import Emit
     from reconciler.cloud.client import WorkspaceClient
-    from reconciler.events import Emit
     from reconciler.state.recorder import Recorder
 
 Clock = Callable[[], datetime]
@@ -244,7 +244,7 @@ class StateTransaction:
 
     def execute(self, plan: Plan, client: WorkspaceClient, options: ApplyOptions, emit: Emit) -> ApplyResult:
         recorder = self._begin()
-        from reconciler.applier import Applier
+        from reconciler.apply.engine import Applier
 
         result = Applier(client, recorder, options=options, emit=emit).run(plan)
         end: EndRecord = {"type": "end", "at": recorder.at()}

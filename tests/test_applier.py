@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.apply.engine import ApplyOptions, ApplyResult
 from reconciler.cloud.auth import AkSkAuth
 from reconciler.cloud.client import WorkspaceClient
 from reconciler.cloud.pacing import RetryPolicy

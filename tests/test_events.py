@@ -1,5 +1,5 @@
 """Apply events: every event an apply emits is one of ``EventKind`` with exactly the fields its
-TypedDict in ``reconciler.events`` names (plus ``at``), so the module that owns the kinds is the
+TypedDict in ``reconciler.apply.events`` names (plus ``at``), so the module that owns the kinds is the
 wire format ``apply --json`` prints; and ``fan_out`` hands each event to every listener."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, get_type_hints
 import httpx
 from test_lost_calls import ForwardedLate, World, group
 
-from reconciler import events
-from reconciler.events import EventKind, fan_out
+from reconciler.apply import events
+from reconciler.apply.events import EventKind, fan_out
 
 # The TypedDict of each kind the applier emits (``plan`` and ``summary`` are the CLI's).
 SHAPES: dict[str, type] = {

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.applier import ApplyOptions
+from reconciler.apply.engine import ApplyOptions
 from reconciler.cloud.auth import AkSkAuth
 from reconciler.cloud.client import WorkspaceClient
 from reconciler.cloud.pacing import RateLimiter, RetryPolicy, parse_retry_after

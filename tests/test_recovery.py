@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.apply.engine import ApplyOptions, ApplyResult
 from reconciler.cloud import errors
 from reconciler.cloud.auth import AkSkAuth
 from reconciler.cloud.client import WorkspaceClient

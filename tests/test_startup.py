@@ -15,7 +15,7 @@ import pytest
 from reconciler.cli import COMMANDS, SUMMARIES, main
 
 QUICKSTART = Path(__file__).parent.parent / "examples" / "quickstart"
-HEAVY = ("httpx", "jsonschema", "referencing", "reconciler.cloud.client", "reconciler.applier", "reconciler.connect")
+HEAVY = ("httpx", "jsonschema", "referencing", "reconciler.cloud.client", "reconciler.apply.engine", "reconciler.connect")
 RUN_AND_LIST = """
 import atexit, json, sys
 atexit.register(lambda: open(sys.argv[1], "w").write(json.dumps(sorted(sys.modules))))

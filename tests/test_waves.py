@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.lost_calls import MAX_LOOKS, LostCalls
+from reconciler.apply.lost_calls import MAX_LOOKS, LostCalls
 from reconciler.model import Action, Change, DesktopGroup, FailureBudget, Image, Location, Reason, Rollout, Selector
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.rollout.apply_waves import GroupRun, Phase, RebuildBatch, make_batches

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from reconciler import render
-from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.apply.engine import ApplyOptions, ApplyResult
 from reconciler.catalogue import verify_images
 from reconciler.cli.common import (
     EXIT_ERROR,

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import render
+from reconciler.apply.events import JSON_EVENTS  # the events `apply --json` streams; others are text only
 from reconciler.cli.common import err, style
-from reconciler.events import JSON_EVENTS  # the events `apply --json` streams; others are text only
 from reconciler.plan import Plan, plan_to_json
 from reconciler.render.common import plural
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from reconciler.apply.events import GroupDeferred, GroupEvent, GroupHalted, WaveStarted
 from reconciler.cloud.models import RebuildRequest
-from reconciler.events import GroupDeferred, GroupEvent, GroupHalted, WaveStarted
 from reconciler.model import Change, DesktopGroup
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.applier import ApplyOptions, ApplyResult
+from reconciler.apply.engine import ApplyOptions, ApplyResult
 from reconciler.connect import open_client
 from reconciler.errors import ReconcilerError
 from reconciler.manifest import load_manifests

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from reconciler.events import JobFinished
+from reconciler.apply.events import JobFinished
 from reconciler.refresh import job_totals
 from reconciler.state.recorder import Recorder
 from reconciler.state.records import SubJobSeen

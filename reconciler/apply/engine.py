@@ -1,8 +1,8 @@
 """Executes a plan against a ``WorkspaceClient`` and a locked ``StateStore``. Network and journal
 I/O, through those two objects only, in three parts with narrow interfaces: ``Submitter`` sends
-a batch (``reconciler.submitting``), ``JobPoller`` looks at the jobs under way
-(``reconciler.polling``) and ``LostCallResolver`` settles calls whose outcome is unknown
-(``reconciler.lost_calls``). The ``Applier`` drives them and each group's ``GroupRun``.
+a batch (``reconciler.apply.submitting``), ``JobPoller`` looks at the jobs under way
+(``reconciler.apply.polling``) and ``LostCallResolver`` settles calls whose outcome is unknown
+(``reconciler.apply.lost_calls``). The ``Applier`` drives them and each group's ``GroupRun``.
 
 Every rebuild call is bracketed by journal records — ``intent`` before it is sent, ``submitted``,
 ``rejected`` or ``unknown`` right after — each fsynced, so a crash at any moment leaves a journal
@@ -22,8 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cloud import errors
-from reconciler.events import (
+from reconciler.apply.events import (
     ApplyEvent,
     BatchFailed,
     BatchSubmitted,
@@ -35,16 +34,17 @@ from reconciler.events import (
     StateOnly,
     WaitProgress,
 )
-from reconciler.lost_calls import LostCallResolver
+from reconciler.apply.lost_calls import LostCallResolver
+from reconciler.apply.polling import JobPoller
+from reconciler.apply.submitting import CallResult, Submitter
+from reconciler.cloud import errors
 from reconciler.model import Action, Change
 from reconciler.plan import Plan
-from reconciler.polling import JobPoller
 from reconciler.rollout import CANARY_WAVE, MAIN_WAVE
 from reconciler.rollout.apply_waves import GroupRun, RebuildBatch, make_batches
 from reconciler.rollout.plan_shaping import window_wait
 from reconciler.state.recorder import Recorder
 from reconciler.state.records import AdoptedDesktop
-from reconciler.submitting import CallResult, Submitter
 
 if TYPE_CHECKING:  # the HTTP client is only needed when a command talks to the cloud
     from reconciler.cloud.client import WorkspaceClient
