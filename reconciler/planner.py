@@ -1,7 +1,8 @@
 """The planner: manifests + state (+ live inventory) → a plan. Pure and deterministic, no I/O,
 no clock (the caller passes ``now``); output sorted by group and desktop id.
 
-The decision table is design.md §5; ``decide`` is its one implementation.
+The decision table is in the README ("How a plan decides") and docs/architecture.md; ``decide``
+is its one implementation.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _members(groups: Sequence[DesktopGroup], state: State, inventory: Inventory 
 
 
 def decide(group: DesktopGroup, record: DesktopRecord | None, live: Desktop | None, refreshed: bool) -> tuple[Action, Reason] | None:
-    """One row of the decision table (design §5) for one desktop; None when nothing is to do."""
+    """One row of the decision table for one desktop; None when nothing is to do."""
     desired = group.image.id
     job = record.job if record else None
     if (job is not None and job.in_progress) or (live is not None and live.is_rebuilding):

@@ -1,4 +1,4 @@
-"""The planner's decision table (design §5), rollout shaping, and its properties."""
+"""The planner's decision table, rollout shaping, and its properties."""
 
 from __future__ import annotations
 

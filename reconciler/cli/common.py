@@ -82,7 +82,7 @@ def _shortened(text: str, limit: int) -> str:
 
 
 class ReconcilerGroup(click.Group):
-    """Maps every failure to the exit-code contract (design §4): domain errors and bad usage
+    """Maps every failure to the exit-code contract (README, Commands): domain errors and bad usage
     exit 1 with one ``Error:`` line, a held lock exits 3, and nothing prints a traceback unless
     ``RECONCILER_DEBUG=1``.
 

@@ -226,7 +226,7 @@ def _aksk_from_env(env: Mapping[str, str], project_id: str, clock: Clock) -> htt
 def credentials_from_env(
     env: Mapping[str, str], *, project_id: str, iam_endpoint: str, clock: Clock = time.time
 ) -> httpx.Auth:
-    """Build the auth flow from environment variables (design §6), AK/SK first, then a token,
+    """Build the auth flow from environment variables (README, Credentials), AK/SK first, then a token,
     then an IAM password. Raises ConfigurationError naming the missing variables."""
     aksk = _aksk_from_env(env, project_id, clock)
     if aksk is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.kills import FINAL_WRITE_LANDINGS, LANDINGS, Aim
 from harness.trials import TrialReport
 
-# Where kills must land over a full crash run (the moments design §7 promises to survive).
+# Where kills must land over a full crash run (the moments docs/architecture.md says apply survives).
 REQUIRED_LANDINGS = {
     "planning": {"planning"},
     "mid-batch (a rebuild call on the wire)": {"mid-call"},
