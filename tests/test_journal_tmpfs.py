@@ -77,3 +77,16 @@ def test_a_disk_that_fills_up_during_apply_loses_no_job(tiny_disk: Path) -> None
     assert all(desktop["rebuild_count"] <= 1 for desktop in simulator["desktops"])
     assert not store.journal_path.exists()
     assert "No changes" in CliRunner().invoke(main, ["plan", str(tiny_disk)]).stdout
+
+
+def test_a_read_only_state_directory_is_one_clear_error(tiny_disk: Path) -> None:
+    disk = tiny_disk / "disk"
+    assert mount("-o", "remount,size=4m", str(disk)).returncode == 0
+    assert apply(tiny_disk, "--no-wait").exit_code == 0
+    assert mount("-o", "remount,ro", str(disk)).returncode == 0
+    before = (disk / "state.json").read_bytes()
+    refused = CliRunner().invoke(main, ["state", "rm", "fin-0001-desk", "-m", str(tiny_disk)])
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(f"Error: cannot lock the state at {disk / 'state.json'}") and "Read-only file system" in refused.stderr
+    assert (disk / "state.json").read_bytes() == before
+    mount("-o", "remount,rw", str(disk))  # so that the fixture can unmount it

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -21,50 +20,52 @@ from reconciler.state.records import STATUS_BY_NAME, JobStatus
 TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})")
 _TOP = frozenset({"format_version", "lineage", "serial", "desktops", "jobs"})
 _DESKTOP = frozenset({"group", "image_id", "name", "updated_at", "job"})
-_DESKTOP_REQUIRED = ("group", "image_id", "updated_at")
+_DESKTOP_REQUIRED = frozenset({"group", "image_id", "updated_at"})
 _JOB = frozenset({"id", "status", "image_id", "submitted_at", "finished_at", "fail_reason", "batch_id"})
-_JOB_REQUIRED = ("status", "image_id", "submitted_at")
+_JOB_REQUIRED = frozenset({"status", "image_id", "submitted_at"})
 _LEDGER = frozenset({"group", "image_id", "desktop_ids", "submitted_at", "status", "finished_at"})
-_LEDGER_REQUIRED = ("group", "image_id", "desktop_ids", "submitted_at", "status")
+_LEDGER_REQUIRED = frozenset({"group", "image_id", "desktop_ids", "submitted_at", "status"})
 _LEDGER_STATUSES = frozenset(STATUS_BY_NAME) - {JobStatus.UNKNOWN.value}
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _timestamp_text(value: str) -> bool:
+    return TIMESTAMP.fullmatch(value) is not None
+
+
 def _timestamp(value: Any) -> bool:
-    return type(value) is str and TIMESTAMP.fullmatch(value) is not None
-
-
-def _optional_str(data: Mapping[str, Any], key: str) -> bool:
-    return key not in data or type(data[key]) is str
+    # Cached: the desktops of one batch share their times, and a lookup is cheaper than a match.
+    return type(value) is str and _timestamp_text(value)
 
 
 def _job_ok(job: Any) -> bool:
-    if type(job) is not dict or not _JOB.issuperset(job) or not all(k in job for k in _JOB_REQUIRED):
+    if type(job) is not dict or not _JOB.issuperset(job) or not job.keys() >= _JOB_REQUIRED:
         return False
-    status = job["status"]
+    status, get = job["status"], job.get
     return (
         type(status) is str and status in STATUS_BY_NAME
         and type(job["image_id"]) is str
         and _timestamp(job["submitted_at"])
         and ("finished_at" not in job or _timestamp(job["finished_at"]))
-        and _optional_str(job, "id") and _optional_str(job, "fail_reason") and _optional_str(job, "batch_id")
+        and type(get("id", "")) is str and type(get("fail_reason", "")) is str and type(get("batch_id", "")) is str
     )
 
 
 def _desktop_ok(record: Any) -> bool:
-    if type(record) is not dict or not _DESKTOP.issuperset(record) or not all(k in record for k in _DESKTOP_REQUIRED):
+    if type(record) is not dict or not _DESKTOP.issuperset(record) or not record.keys() >= _DESKTOP_REQUIRED:
         return False
     image = record["image_id"]
     return (
         type(record["group"]) is str
         and (image is None or type(image) is str)
         and type(record["updated_at"]) is str
-        and _optional_str(record, "name")
+        and type(record.get("name", "")) is str
         and ("job" not in record or _job_ok(record["job"]))
     )
 
 
 def _ledger_ok(job: Any) -> bool:
-    if type(job) is not dict or not _LEDGER.issuperset(job) or not all(k in job for k in _LEDGER_REQUIRED):
+    if type(job) is not dict or not _LEDGER.issuperset(job) or not job.keys() >= _LEDGER_REQUIRED:
         return False
     ids = job["desktop_ids"]
     status = job["status"]
