@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from reconciler.session import state_transaction
 from reconciler.state import LocalStateStore, RecordKind, State, StateError
 from reconciler.state.builder import StateBuilder
 from reconciler.state.journal import BadLine, JournalFile, decode_line, encode_record, read_lines
+from reconciler.state.recorder import Recorder
 from reconciler.state.records import JobStatus, parse_record
 from reconciler.state.store import JournalWriteError
 
@@ -204,3 +206,14 @@ def test_state_rm_and_jobs_journal_their_own_operation(tmp_path: Path, caplog: p
     messages = [r.getMessage() for r in caplog.records if r.name == "reconciler.state"]
     assert any(m.startswith("took the lock") and "for state rm" in m for m in messages)
     assert any(m.startswith("wrote the state") for m in messages) and any(m.startswith("released the lock") for m in messages)
+
+
+def test_a_job_whose_submitted_record_failed_is_named_in_the_message(tmp_path: Path) -> None:
+    store = LocalStateStore(tmp_path / "state.json", open_journal=full_disk(500))  # room for the intent only
+    recorder = Recorder(store, State(), lambda: datetime(2026, 11, 27, 10, tzinfo=UTC))
+    sent = {"batch_id": "b-1", "group": "fin", "desktop_ids": [f"d-{i}" for i in range(20)]}
+    recorder.record({"type": "intent", "at": recorder.at(), "image_id": "img-new", **sent})  # type: ignore[typeddict-item]
+    with pytest.raises(JournalWriteError) as caught:
+        recorder.record({"type": "submitted", "at": recorder.at(), "job_id": "job-77", "image_id": "img-new", **sent})  # type: ignore[typeddict-item]
+    assert "Job job-77 was accepted but could not be journaled" in str(caught.value)
+    assert recorder.state().desktops["d-0"].job.status == JobStatus.UNKNOWN  # type: ignore[union-attr]  # resolved live next run

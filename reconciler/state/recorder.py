@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from reconciler.state.builder import StateBuilder
 from reconciler.state.records import RUN_MARKERS, JournalRecord, RecordKind
 from reconciler.state.state import State
-from reconciler.state.store import StateStore
+from reconciler.state.store import JournalWriteError, StateStore
 
 log = logging.getLogger("reconciler.state")
 
@@ -33,7 +33,11 @@ class Recorder:
 
     def record(self, record: JournalRecord) -> None:
         with self._lock:
-            self._store.append(record)
+            try:
+                self._store.append(record)
+            except JournalWriteError as exc:
+                exc.unrecorded = record  # a job id only this record held is named in the message
+                raise
             self._builder.apply(record)
             self.changed = self.changed or RecordKind(record["type"]) not in RUN_MARKERS
 
