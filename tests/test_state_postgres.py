@@ -98,6 +98,7 @@ def test_a_write_after_force_unlock_cannot_overwrite(schema: str) -> None:
         with pytest.raises(StateConflict):  # a new session of the old holder: its write is stale
             holder.write(State("other", 1))
         assert holder.replay() == []
+        holder.unlock(info.id)  # nothing left to release, and nothing to hide the first error behind
         assert PostgresStateStore(PG_DSN, schema, "x").read() == sample_state()
     finally:
         holder.close()

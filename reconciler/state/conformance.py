@@ -120,6 +120,18 @@ class StateStoreConformance:
         assert taken.id != info.id
         rescuer.unlock(taken.id)
 
+    def test_unlock_after_a_force_unlock_is_quiet(self, store_factory: Factory) -> None:
+        """The broken lock's holder unlocks on its way out (often after an error): that must
+        neither fail nor release the lock a new holder took meanwhile."""
+        holder, rescuer = store_factory(), store_factory()
+        info = holder.lock("apply")
+        rescuer.force_unlock(info.id)
+        taken = rescuer.lock("apply")
+        holder.unlock(info.id)
+        assert store_factory().lock_info() == taken
+        rescuer.unlock(taken.id)
+        holder.unlock(holder.lock("apply").id)
+
     def test_lock_waits_up_to_the_timeout(self, store_factory: Factory) -> None:
         holder, waiter = store_factory(), store_factory()
         info = holder.lock("apply")

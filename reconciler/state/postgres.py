@@ -97,6 +97,7 @@ class PostgresStateStore(StateStore):
         self._conn: psycopg.Connection[Any] | None = None
         self._seen: int | None = None  # generation last read or written; 0: no state; None: not read
         self._lock_id: str | None = None
+        self._lost_lock_id: str | None = None  # a lock that went with a dropped connection
 
     # -- connection and errors -----------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class PostgresStateStore(StateStore):
     def _db(self) -> psycopg.Connection[Any]:
         if self._conn is not None and self._conn.closed and self._lock_id is not None:
             # The lock went with the connection: another run may hold it now. Fence this one off.
-            self._lock_id = None
+            self._lost_lock_id, self._lock_id = self._lock_id, None
             raise BackendError(
                 f"postgres state backend {self.location}: the connection holding the state lock was lost "
                 "(server restart, network cut, or force-unlock), so this run writes nothing more. Fix: run the command again"
@@ -295,13 +296,21 @@ class PostgresStateStore(StateStore):
         return row is not None
 
     def unlock(self, lock_id: str) -> None:
+        if lock_id == self._lost_lock_id and self._lock_id is None:
+            return  # released already, with its connection (the error that said so is the one to report)
         if self._lock_id is None or lock_id != self._lock_id:
             raise LockMismatch(f"this run does not hold lock {lock_id} on {self.location}")
         self._lock_id = None
-        with self._failures("releasing the lock"):
-            db = self._db()
-            db.execute(self._sql("DELETE FROM {schema}.locks WHERE name = %s AND id = %s"), (self.name, lock_id))
-            db.execute("SELECT pg_advisory_unlock(%s, %s)", self._lock_keys)
+        conn = self._conn
+        if conn is None or conn.closed:
+            return  # the lock went with its connection
+        try:
+            conn.execute(self._sql("DELETE FROM {schema}.locks WHERE name = %s AND id = %s"), (self.name, lock_id))
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", self._lock_keys)
+        except self._psycopg.OperationalError:
+            return  # the connection died (force-unlock, server restart): the lock went with it
+        except self._psycopg.Error as exc:
+            raise BackendError(self._explain("releasing the lock", exc)) from None
 
     def force_unlock(self, lock_id: str) -> None:
         """End the holder's database session: that releases its advisory lock, and the holder,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,7 @@ from reconciler.state.local import encode_state
 from reconciler.state.state import State, StateError, state_from_json, state_to_json
 from reconciler.state.store import BackendError, LockInfo, LockMismatch, StateConflict, StateLocked, StateStore
 
+log = logging.getLogger(__name__)
 LOCK_POLL_SECONDS = 0.5
 SEQUENCE_DIGITS = 20
 READERS = 8  # journal records fetched at once on replay
@@ -163,6 +165,8 @@ class S3StateStore(StateStore):
             except ClientError as exc:
                 if _code(exc) in CONFLICT_CODES:
                     return False
+                if _code(exc) in ("NoSuchKey", "404"):
+                    return True  # gone already: nothing to delete
                 if _code(exc) not in ("NotImplemented", "501"):
                     raise
                 # A store without conditional deletes: check, then delete (a narrow window).
@@ -249,7 +253,9 @@ class S3StateStore(StateStore):
             raise LockMismatch(f"this run does not hold lock {lock_id} on {self.location}")
         etag, self._held = self._held[1], None
         if not self._delete(self.lock_key, etag, "releasing the lock"):
-            raise LockMismatch(f"the lock {lock_id} on {self.location} was broken (force-unlock) and is held by another run now")
+            # Broken with force-unlock and taken by another run: that lock is not ours to remove.
+            # This run's writes were compare-and-swap, so nothing it did overwrote the other's.
+            log.warning("the lock %s on %s was broken (force-unlock) and is held by another run now", lock_id, self.location)
 
     def force_unlock(self, lock_id: str) -> None:
         found = self._lock_object()
