@@ -131,3 +131,38 @@ def test_a_missing_database_is_one_clear_error() -> None:
     with pytest.raises(BackendError, match=r"^postgres state backend .*no_such_database_for_reconciler.*connecting failed: .*"
                                            r"does not exist\. Fix: create the database"):
         PostgresStateStore(dsn, "s", "x").read()
+
+
+def test_a_user_without_create_rights_can_use_an_existing_schema(schema: str) -> None:
+    """Plan-only jobs may connect as a user that can read and write reconciler's tables but not
+    create schemas: an up-to-date schema is not created again."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    owner = PostgresStateStore(PG_DSN, schema, "x")
+    owner.write(sample_state())
+    owner.close()
+    role = f"ro_{schema}"
+    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+            limited = PostgresStateStore(make_conninfo(PG_DSN, user=role), schema, "x")
+            assert limited.read() == sample_state()
+            limited.close()
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+def test_a_refused_password_is_explained_with_its_fix() -> None:
+    """The test server trusts local connections, so libpq's refusal is built here as psycopg
+    reports it."""
+    import psycopg
+
+    store = PostgresStateStore("postgresql://u:hunter2@db.internal/db", "s", "x")
+    refusal = psycopg.OperationalError('connection failed: FATAL:  password authentication failed for user "u"')
+    message = store._explain("connecting", refusal)
+    assert message.startswith("postgres state backend postgresql://u:***@db.internal/db (schema s, state x): connecting failed")
+    assert "Fix: set the password in RECONCILER_PG_CONN_STR, PGPASSWORD or ~/.pgpass" in message and "hunter2" not in message

@@ -150,7 +150,10 @@ class PostgresStateStore(StateStore):
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         """Bring the schema to the latest version. Concurrent first runs queue on a
-        transaction-scoped advisory lock, so each migration runs exactly once."""
+        transaction-scoped advisory lock, so each migration runs exactly once. An up-to-date
+        schema is only read: a user without CREATE rights (a plan-only job) can use it."""
+        if self._schema_version(conn) == len(MIGRATIONS):
+            return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (self._lock_keys[0],))
             conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"))
@@ -160,6 +163,13 @@ class PostgresStateStore(StateStore):
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 conn.execute(self._sql(MIGRATIONS[version - 1]))
                 conn.execute(self._sql("INSERT INTO {schema}.schema_version (version) VALUES (%s)"), (version,))
+
+    def _schema_version(self, conn: psycopg.Connection[Any]) -> int:
+        table = conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".schema_version',)).fetchone()
+        if not table or table[0] is None:
+            return 0
+        row = conn.execute(self._sql("SELECT max(version) FROM {schema}.schema_version")).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def close(self) -> None:
         if self._conn is not None:
