@@ -172,8 +172,8 @@ def serve_fleet(tmp_path: Path, reconciler_command: list[str]) -> Generator[Call
 def s3_server() -> Generator[Any, None, None]:
     """moto's S3 server on 127.0.0.1 behind recording proxies, shared by the session (each
     test makes a bucket of its own)."""
-    from harness.backends import S3Server
+    from harness.backends import shared_s3_server
 
-    server = S3Server()
+    server = shared_s3_server()  # the harness's trials use the same one
     yield server
     server.stop()

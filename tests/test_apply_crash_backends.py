@@ -23,7 +23,7 @@ SIZING = Sizing.from_env("RECONCILER_BACKEND_CRASH", trials=10, desktops=200)
 
 
 @pytest.mark.parametrize("backend", ["postgres", "s3"])
-def test_apply_on_a_shared_backend_survives_sigkill(backend: str, tmp_path: Path, harness_report: list[str], s3_server: object) -> None:
+def test_apply_on_a_shared_backend_survives_sigkill(backend: str, tmp_path: Path, harness_report: list[str]) -> None:
     if backend == "postgres":
         require_postgres()
     reports, seconds = run_trials(functools.partial(crash_trial, backend=backend), SIZING, tmp_path)

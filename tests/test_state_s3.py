@@ -130,3 +130,22 @@ def test_refusals_are_explained_with_their_fix(code: str, fix: str) -> None:
     message = store._explain("reading the state", refusal)
     assert message.startswith("s3 state backend s3://state-x/acme-prod/state.json at http://127.0.0.1:1: reading the state failed")
     assert fix in message and S3_ENV["RECONCILER_S3_SECRET_KEY"] not in message
+
+
+def test_a_discard_is_one_write_and_a_discard_cut_short_hides_every_record(s3_server: S3Server, bucket: str) -> None:
+    """Deleting the record objects one by one is not atomic: a run killed halfway would leave
+    some records without their ``begin``, and the next run would fold them again over the newer
+    state. The discard mark is written first and hides every record up to it."""
+    store = make_store(s3_server.url, bucket)
+    for n in range(5):
+        store.append({"type": "begin" if n == 0 else "intent", "n": n})
+    # The discard of a run killed right after writing its mark, before deleting any object:
+    client = store._client
+    client.put_object(Bucket=bucket, Key=store.discarded_key, Body=b'{"through": 5}')
+    again = make_store(s3_server.url, bucket)
+    assert again.replay() == [] and again.journal_digest() is None
+    again.append({"type": "begin", "n": 6})  # numbered after the hidden ones, never reusing them
+    assert make_store(s3_server.url, bucket).replay() == [{"type": "begin", "n": 6}]
+    again.discard()
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=store.journal_prefix).get("Contents", [])
+    assert listed == [] and make_store(s3_server.url, bucket).replay() == []

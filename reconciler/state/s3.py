@@ -7,7 +7,9 @@ OBS, AWS S3, MinIO, …). Network I/O (boto3, the extra ``reconciler[s3]``).
   with ``If-Match`` on its own ETag. Nothing deletes the lock of a run that crashed: it stays until
   ``force-unlock``, and the locked message shows holder, operation and age.
 - ``<key>.journal/<seq>`` are the journal records, one object each, named by a zero-padded
-  sequence and created with ``If-None-Match: *``; an object exists whole or not at all.
+  sequence and created with ``If-None-Match: *``; an object exists whole or not at all. A discard
+  is one write of ``<key>.journal-discarded`` (``{"through": N}``: records up to N are gone); the
+  objects are deleted after it, and any a killed run left behind stay hidden.
 - Before its first lock a handle proves that the store honours conditional writes: a second create
   of a probe object must fail with 412. A store that ignores them would let two runs hold the lock
   at once, so it is refused.
@@ -74,6 +76,7 @@ class S3StateStore(StateStore):
         self._client_errors = (ClientError, BotoCoreError)
         self.bucket, self.key = bucket, key
         self.lock_key, self.journal_prefix = f"{key}.lock", f"{key}.journal/"
+        self.discarded_key = f"{key}.journal-discarded"
         self.location = f"s3://{bucket}/{key}" + (f" at {endpoint}" if endpoint else "")
         self._seen: str = UNSEEN  # ETag last read or written, ABSENT, or UNSEEN (nothing read yet)
         self._held: tuple[str, str] | None = None  # (lock id, lock object's ETag)
@@ -269,18 +272,37 @@ class S3StateStore(StateStore):
 
     # -- journal -------------------------------------------------------------------------------
 
-    def _journal_objects(self) -> list[dict[str, Any]]:
-        """The journal's objects in sequence order (zero-padded names sort as numbers)."""
+    def _seq(self, key: str) -> int:
+        return int(key[len(self.journal_prefix):])
+
+    def _discarded_through(self) -> int:
+        """Records up to this sequence number were discarded (their objects may linger)."""
+        found = self._get(self.discarded_key, "reading the journal")
+        if found is None:
+            return 0
+        try:
+            return int(json.loads(found[0])["through"])
+        except (ValueError, KeyError, TypeError):
+            raise StateError(f"{self.location}: {self.discarded_key} is unreadable; it must hold {{\"through\": N}}") from None
+
+    def _journal_objects(self) -> tuple[int, list[dict[str, Any]]]:
+        """The discard mark and the journal's live objects after it, in sequence order
+        (zero-padded names sort as numbers)."""
+        through = self._discarded_through()
         objects: list[dict[str, Any]] = []
         with self._failures("listing the journal"):
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.journal_prefix):
                 objects += page.get("Contents", [])
-        return sorted(objects, key=lambda o: str(o["Key"]))
+        return through, sorted(objects, key=lambda o: str(o["Key"]))
+
+    @staticmethod
+    def _after(through: int, objects: list[dict[str, Any]], seq: Any) -> list[dict[str, Any]]:
+        return [o for o in objects if seq(str(o["Key"])) > through]
 
     def append(self, record: Mapping[str, Any]) -> None:
         if self._next_seq is None:
-            keys = [o["Key"] for o in self._journal_objects()]
-            self._next_seq = int(keys[-1][len(self.journal_prefix):]) + 1 if keys else 1
+            through, objects = self._journal_objects()
+            self._next_seq = max([through, *(self._seq(str(o["Key"])) for o in objects)]) + 1
         body = json.dumps(record, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
         name = f"{self.journal_prefix}{self._next_seq:0{SEQUENCE_DIGITS}d}"
         if self._put(name, body, "appending to the journal", IfNoneMatch="*") is None:
@@ -288,7 +310,8 @@ class S3StateStore(StateStore):
         self._next_seq += 1
 
     def replay(self) -> list[dict[str, Any]]:
-        keys = [str(o["Key"]) for o in self._journal_objects()]
+        through, objects = self._journal_objects()
+        keys = [str(o["Key"]) for o in self._after(through, objects, self._seq)]
         with ThreadPoolExecutor(max_workers=READERS) as pool:
             bodies = list(pool.map(lambda k: self._get(k, "reading the journal"), keys))
         records = []
@@ -302,16 +325,27 @@ class S3StateStore(StateStore):
         return records
 
     def discard(self) -> None:
-        for listed in self._journal_objects():
+        """One PUT discards the journal: the mark says every record up to the newest is gone.
+        Only then are the objects deleted, so a run killed while deleting them leaves records the
+        mark hides (deleted by the next discard), never a journal cut anywhere else: folded
+        again without their ``begin``, a journal's later records would undo newer state."""
+        through, objects = self._journal_objects()
+        if not objects:
+            return
+        newest = max(through, *(self._seq(str(o["Key"])) for o in objects))
+        if newest > through:
+            self._put(self.discarded_key, json.dumps({"through": newest}).encode("utf-8"), "discarding the journal")
+        for listed in objects:
             with self._failures("removing the journal"):
                 self._client.delete_object(Bucket=self.bucket, Key=listed["Key"])
-        self._next_seq = None
+        self._next_seq = newest + 1
 
     def journal_digest(self) -> str | None:
-        objects = self._journal_objects()
-        if not objects:
+        through, objects = self._journal_objects()
+        live = self._after(through, objects, self._seq)
+        if not live:
             return None
-        listing = "\n".join(f"{o['Key']} {o['ETag']} {o['Size']}" for o in objects)
+        listing = "\n".join(f"{o['Key']} {o['ETag']} {o['Size']}" for o in live)
         return "sha256:" + hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
     def close(self) -> None:
