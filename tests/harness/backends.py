@@ -133,8 +133,11 @@ class S3Server:
     proxy in front of it and, for refusal tests, one that drops conditional headers."""
 
     def __init__(self) -> None:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         self.address = self.moto.get_host_and_port()
