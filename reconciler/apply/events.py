@@ -7,7 +7,7 @@ a misspelt kind or field is a type error where the event is made, and adds ``at`
 seconds) when it emits it.
 
 Listening to an apply: pass any ``Emit`` — a function taking one event as a dict — as ``emit=``
-to ``Applier`` (or ``ApplySession.execute``). It is called once per event, in order, one call at
+to ``Applier`` (or ``StateTransaction.execute``). It is called once per event, in order, one call at
 a time, on the thread that runs the apply (never on a worker thread), so it needs no locking of
 its own, and should return quickly (a slow listener slows the rollout). Check ``event["event"]``
 against ``EventKind`` and read the fields its TypedDict names. ``fan_out`` gives several listeners

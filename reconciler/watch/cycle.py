@@ -23,7 +23,7 @@ from reconciler.model import Action, ManifestSet
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions
 from reconciler.safety import mass_rebuild
-from reconciler.session import ApplySession, Planned, Snapshot, apply_session, build_plan, snapshot, utc_now
+from reconciler.session import Planned, Snapshot, StateTransaction, build_plan, snapshot, state_transaction, utc_now
 from reconciler.state import StateLocked, StateStore, fold, open_store
 from reconciler.watch import events
 from reconciler.watch.events import Notice
@@ -164,7 +164,7 @@ class Cycle:
             if self.config.mode is ApplyMode.NONE:
                 return self._report_only(manifests, store)
             try:
-                with apply_session(store, lock_timeout=self.config.lock_timeout, operation="watch") as session:
+                with state_transaction(store, lock_timeout=self.config.lock_timeout, operation="watch") as session:
                     return self._plan_and_apply(manifests, session)
             except StateLocked:
                 found = self._report_only(manifests, store)
@@ -194,7 +194,7 @@ class Cycle:
         state = fold(snap.state, planned.observed)
         return _Found(planned.plan, fleet_status(planned.plan, state, state, self.clock()))
 
-    def _plan_and_apply(self, manifests: ManifestSet, session: ApplySession) -> _Found:
+    def _plan_and_apply(self, manifests: ManifestSet, session: StateTransaction) -> _Found:
         with open_client(manifests.settings, self.config.env) as client:
             client.on_response(self.metrics.count_response)
             planned = self._plan(manifests, client, session.snap)
@@ -209,7 +209,7 @@ class Cycle:
                              submitted=frozenset(result.submitted), refused=result.failed)
         return _Found(planned.plan, fleet, applied=True, summary={**result.summary(), "ok": result.ok})
 
-    def _apply(self, session: ApplySession, todo: Plan, client: Any) -> ApplyResult:
+    def _apply(self, session: StateTransaction, todo: Plan, client: Any) -> ApplyResult:
         rebuilds = [c for c in todo.changes if c.action is Action.REBUILD]
         self.notify(events.apply_started(len(rebuilds), sorted({c.group or "" for c in rebuilds})))
         api = todo.settings.api if todo.settings else None
