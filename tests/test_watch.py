@@ -19,6 +19,7 @@ from watch_support import (
     CREDENTIALS,
     Sink,
     WatchProcess,
+    checked_status,
     desktops,
     fleet,
     group,
@@ -112,7 +113,7 @@ def test_a_closed_window_group_is_untouched_while_an_open_one_is_rebuilt(mdir: P
     counts = rebuilds(sim)
     assert [counts[d["id"]] for d in FIN] == [1, 1, 1]
     assert [counts[d["id"]] for d in LAB] == [0, 0]
-    status = watch.http.get("/api/status").json()
+    status = checked_status(watch.http.get("/api/status").json())
     lab = next(g for g in status["groups"] if g["name"] == "lab")
     assert lab["window_open"] is False and datetime.fromisoformat(lab["next_opening"]) == lab_opens
     assert lab["counts"]["waiting"] == 2
@@ -158,7 +159,7 @@ def test_readyz_flips_on_broken_manifests_and_cycle_failed_is_notified_once(
     ready = watch.http.get("/readyz")
     assert ready.status_code == 503 and "last good manifests" in ready.text
     watch.cycle(int(failed.group(1)) + 1)  # fails again: notified once only
-    status = watch.http.get("/api/status").json()
+    status = checked_status(watch.http.get("/api/status").json())
     assert status["ready"] is False and status["groups"][0]["name"] == "finance"  # still reconciling finance
     (mdir / "manifests.yaml").write_text(good)
     watch.wait_for(r"^cycle \d+: ok", after=watch.index(r"^cycle %s: FAILED" % (int(failed.group(1)) + 1)))
@@ -245,7 +246,7 @@ def test_two_replicas_on_one_postgres_state_never_apply_at_once(mdir: Path, serv
         assert samples[("reconciler_lock_busy_total", ())] == 1
         assert samples.get(("reconciler_rebuilds_submitted_total", (("group", "finance"),)), 0) == 0
         # The reporting replica sees the applier's canary through the shared journal.
-        finance = second.http.get("/api/status").json()["groups"][0]
+        finance = checked_status(second.http.get("/api/status").json())["groups"][0]
         assert finance["counts"]["waiting"] == 1 and finance["counts"]["pending"] == 5
         assert first.terminate() == 0  # stops waiting for the canary at once
         assert second.terminate() == 0

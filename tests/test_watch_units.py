@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from watch_support import checked_status
 
 from reconciler.cli import main
 from reconciler.errors import ConfigurationError
@@ -127,6 +128,7 @@ def test_fleet_status_counts_every_member_once() -> None:
     assert [(f.desktop_id, f.reason) for f in fleet.failures] == [("bad", "disk error")]
     document = status_json(fleet, None, False, 60)
     assert document["groups"][0]["total"] == 4 and document["ready"] is False
+    checked_status({**document, "next_cycle": None})
 
 
 # -- notifications ------------------------------------------------------------------------------

@@ -163,3 +163,14 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
 
+
+
+STATUS_SCHEMA = Path(__file__).resolve().parents[1] / "reconciler" / "schemas" / "watch-status.schema.json"
+
+
+def checked_status(document: dict[str, Any]) -> dict[str, Any]:
+    """``/api/status`` as its published schema describes it."""
+    import jsonschema
+
+    jsonschema.Draft202012Validator(json.loads(STATUS_SCHEMA.read_text())).validate(document)
+    return document
