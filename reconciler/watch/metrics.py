@@ -81,6 +81,8 @@ class WatchMetrics:
         self.last_cycle = Gauge("reconciler_last_cycle_timestamp_seconds", "When the last cycle finished (Unix time).", registry=r)
         self.last_success = Gauge("reconciler_last_cycle_success", "1 if the last cycle succeeded, else 0.", registry=r)
         self.cycles = Counter("reconciler_cycles_total", "Watch cycles run, by outcome.", ["outcome"], registry=r)
+        for outcome in ("success", "failed"):  # both series exist from the start: increase() sees the first failure
+            self.cycles.labels(outcome)
         self.submitted = Counter("reconciler_rebuilds_submitted_total", "Desktops whose rebuild this process submitted.",
                                  ["group"], registry=r)
         self.api_calls = Counter("reconciler_api_calls_total", "Workspace API responses, by API and HTTP status.",
