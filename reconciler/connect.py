@@ -12,7 +12,6 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +30,8 @@ from reconciler.cloud.pacing import RateLimiter
 from reconciler.cloud.transport import PacedTransport
 from reconciler.errors import ConfigurationError
 from reconciler.files import write_atomically
-from reconciler.manifest.paths import settings_path_problems, simulator_file
-from reconciler.model import Settings, StateSettings
+from reconciler.manifest.paths import fleet_problems, simulator_file
+from reconciler.model import Settings
 
 if TYPE_CHECKING:
     from reconciler.simulator import Simulator
@@ -120,7 +119,7 @@ def embedded_simulator(settings: Settings) -> Iterator[Simulator]:
 
     fleet_path = settings.resolve(settings.simulator_fleet or "")
     # The manifest loader checked these paths; a saved plan carries its settings unchecked.
-    problems = settings_path_problems(replace(settings, state=StateSettings(path_outside_manifests=True)))
+    problems = fleet_problems(settings)
     if problems:
         raise ConfigurationError(str(problems[0]))
     saved = simulator_file(settings)

@@ -64,14 +64,12 @@ def _walk(root: Path, collected: Collected) -> list[Path]:
                     continue
                 path = Path(directory, entry.name)
                 if entry.is_symlink():
-                    if _is_manifest_name(entry.name):
-                        taken = _linked(path, root, collected)
-                    elif not inside(root, path) and os.path.isdir(path):
+                    if not _is_manifest_name(entry.name):
                         # A linked directory is not searched; one that leads out may be an attack.
-                        collected.path_problems.append(Problem(str(path), 0, 0, "", LEADS_OUT.format(root=root)))
+                        if not inside(root, path) and os.path.isdir(path):
+                            collected.path_problems.append(Problem(str(path), 0, 0, "", LEADS_OUT.format(root=root)))
                         continue
-                    else:
-                        continue
+                    taken = _linked(path, root, collected)
                 elif entry.is_dir(follow_symlinks=False):
                     pending.append(path)
                     continue

@@ -45,7 +45,9 @@ def _problem(settings: Settings, field: str, message: str) -> Problem:
     return Problem(source.file, source.line, source.column, field, message)
 
 
-def _fleet_problems(settings: Settings) -> list[Problem]:
+def fleet_problems(settings: Settings) -> list[Problem]:
+    """What is wrong with where the embedded simulator's files are: the fleet file (inside the
+    manifest directory, a regular file) and ``.reconciler/`` (inside too)."""
     fleet = settings.simulator_fleet
     if fleet is None:
         return []
@@ -93,7 +95,7 @@ def _state_problems(settings: Settings) -> list[Problem]:
 
 def settings_path_problems(settings: Settings) -> list[Problem]:
     """What is wrong with where the Settings' paths lead (the simulator's fleet file, the state)."""
-    return _fleet_problems(settings) + _state_problems(settings)
+    return fleet_problems(settings) + _state_problems(settings)
 
 
 def simulator_file(settings: Settings) -> Path:
