@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.manifest_check import current_digests, differences
 from reconciler.plan import _checksum
 from reconciler.plan_signing import PlanKey, PlanKeyError, PlanSignatureError, key_id, plan_key, signature, verify
 
@@ -258,3 +260,31 @@ def test_the_key_stays_out_of_reprs_and_errors() -> None:
     with pytest.raises(PlanKeyError) as short:
         plan_key({"RECONCILER_PLAN_KEY": "s3cr3t-but-short"})
     assert "s3cr3t" not in str(short.value) and "16 bytes long" in str(short.value)
+
+
+# -- the manifest check, as a function --------------------------------------------------------
+
+file_names = st.lists(st.from_regex(r"[a-z]{1,6}(/[a-z]{1,6})?\.yaml", fullmatch=True), min_size=1, max_size=5, unique=True)
+
+
+@given(file_names, st.data())
+def test_the_manifest_check_names_exactly_the_files_that_changed(names: list[str], data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        for name in names:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(f"# {name}\n")
+        recorded = current_digests(root, ["."])
+        assert sorted(recorded) == sorted(names)
+        edited = data.draw(st.sets(st.sampled_from(names)))
+        untouched = sorted(set(names) - edited)
+        removed = data.draw(st.sets(st.sampled_from(untouched))) if untouched else set()
+        added = data.draw(st.sets(st.sampled_from(["new.yaml", "more/new.yml"])).filter(lambda s: not s & set(names)))
+        for name in edited:
+            (root / name).write_text((root / name).read_text() + " ")
+        for name in removed:
+            (root / name).unlink()
+        for name in added:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("# new\n")
+        assert differences(recorded, current_digests(root, ["."])) == sorted(edited | removed | added)

@@ -174,7 +174,7 @@ def replace_option(func: F) -> F:
 
 @click.command()
 @manifest_paths
-@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan to FILE for `reconciler apply FILE`.")
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan to FILE for `reconciler apply FILE` (signed with RECONCILER_PLAN_KEY when it is set).")
 @click.option("--refresh/--no-refresh", default=True, show_default=True, help="Read the live fleet (desktops, jobs) before planning.")
 @target_options
 @replace_option
